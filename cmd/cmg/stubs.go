@@ -1,0 +1,22 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+func notYet(name string) func(context.Context, []string, io.Writer, io.Writer) int {
+	return func(_ context.Context, _ []string, _, stderr io.Writer) int {
+		fmt.Fprintf(stderr, "cmg %s: not built yet\n", name)
+		return 1
+	}
+}
+
+var (
+	runGateway   = notYet("gateway")
+	runConnector = notYet("connector")
+	runDemo      = notYet("demo")
+	runPKI       = notYet("pki")
+	runLoadtest  = notYet("loadtest")
+)
