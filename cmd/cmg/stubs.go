@@ -14,9 +14,5 @@ func notYet(name string) func(context.Context, []string, io.Writer, io.Writer) i
 }
 
 var (
-	runGateway   = notYet("gateway")
-	runConnector = notYet("connector")
-	runDemo      = notYet("demo")
-	runPKI       = notYet("pki")
-	runLoadtest  = notYet("loadtest")
+	runLoadtest = notYet("loadtest")
 )

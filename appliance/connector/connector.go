@@ -1,0 +1,201 @@
+// Package connector is the on-prem side of cmg: it dials out to every gateway
+// instance, publishes its routes, serves the request streams it is given by
+// rewriting the public prefix to the role's internal URL and proxying to the role,
+// and reports role health over the control stream (DESIGN sections 1, 5 and 7).
+package connector
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cmg-gateway/cmg/appliance/admin"
+	"github.com/cmg-gateway/cmg/appliance/auth"
+	"github.com/cmg-gateway/cmg/tunnel"
+	"github.com/cmg-gateway/cmg/version"
+)
+
+// Options are the connector's injected dependencies.
+type Options struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	Now      func() time.Time
+}
+
+// Connector is one connector process.
+type Connector struct {
+	cfg    Config
+	log    *slog.Logger
+	prom   *prometheus.Registry
+	now    func() time.Time
+	client *tunnel.Client
+	roles  map[string]*role // by RoleID
+	m      *metrics
+	adm    *admin.Server
+	prober *prober
+
+	adminLn net.Listener
+}
+
+// New checks the configuration, loads certificates and builds the connector.
+func New(cfg Config, opts Options) (*Connector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Connector{cfg: cfg, log: opts.Logger, prom: opts.Registry, now: opts.Now, roles: map[string]*role{}}
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("connector: certificate: %w", err)
+	}
+	if c.m, err = newMetrics(opts.Registry); err != nil {
+		return nil, err
+	}
+	var routes []tunnel.Route
+	bufs := newBufferPool()
+	for _, rc := range cfg.Roles {
+		r, err := newRole(rc, cert, c.m, bufs, c.log)
+		if err != nil {
+			return nil, err
+		}
+		c.roles[rc.ID] = r
+		routes = append(routes, tunnel.Route{RoleID: rc.ID, Kind: rc.Kind, Auth: rc.Auth})
+	}
+	gwTLS := &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ServerName:   cfg.Gateway.ServerName,
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"cmg-tunnel/1"},
+	}
+	if len(cfg.Gateway.CAFiles) > 0 {
+		if gwTLS.RootCAs, err = auth.LoadPool(cfg.Gateway.CAFiles); err != nil {
+			return nil, fmt.Errorf("connector: gateway CAs: %w", err)
+		}
+	}
+	if gwTLS.ServerName == "" {
+		gwTLS.ServerName = cfg.Gateway.Host
+	}
+	cm, err := tunnel.NewClientMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	c.client, err = tunnel.NewClient(tunnel.ClientConfig{
+		Name:        cfg.Name,
+		Site:        cfg.Site,
+		Version:     version.Version,
+		Routes:      routes,
+		Host:        cfg.Gateway.Host,
+		Instances:   cfg.Gateway.Instances,
+		TCPPortBase: cfg.Gateway.TCPPortBase,
+		TLS:         gwTLS,
+		Logger:      c.log,
+		Metrics:     cm,
+		Now:         c.now,
+	}, http.HandlerFunc(c.serveStream))
+	if err != nil {
+		return nil, fmt.Errorf("connector: %w", err)
+	}
+	if err := tunnel.RegisterClientCollector(opts.Registry, c.client); err != nil {
+		return nil, err
+	}
+	c.prober = newProber(c.roles, cfg.Health, c.m, c.log, c.client.SetHealth)
+	c.adm, err = admin.New(cfg.Admin, opts.Registry, func() bool { return c.client.Connected() > 0 },
+		func() any { return c.Status() }, c.log)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Listen opens the admin listener.
+func (c *Connector) Listen() error {
+	var err error
+	c.adminLn, err = c.adm.Listen()
+	return err
+}
+
+// AdminAddr is the admin listener's address after Listen.
+func (c *Connector) AdminAddr() net.Addr { return c.adminLn.Addr() }
+
+// Admin is the admin server (to add routes such as the notify API).
+func (c *Connector) Admin() *admin.Server { return c.adm }
+
+// Tunnel is the tunnel client.
+func (c *Connector) Tunnel() *tunnel.Client { return c.client }
+
+// Run serves until ctx is done, then drains: it tells every gateway instance, lets
+// its streams finish (up to the drain timeout) and closes.
+func (c *Connector) Run(ctx context.Context) error {
+	if c.adminLn == nil {
+		if err := c.Listen(); err != nil {
+			return err
+		}
+	}
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(3)
+	go func() { defer wg.Done(); errc <- c.adm.Serve(runCtx, c.adminLn) }()
+	go func() { defer wg.Done(); c.prober.run(runCtx) }()
+	go func() { defer wg.Done(); _ = c.client.Run(runCtx) }()
+	c.log.Info("connector: running", "name", c.cfg.Name, "site", c.cfg.Site, "gateway", c.cfg.Gateway.Host,
+		"instances", c.cfg.Gateway.Instances, "admin", c.adminLn.Addr().String())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), c.cfg.DrainTimeout)
+	if derr := c.client.Drain(dctx); derr != nil && !errors.Is(derr, context.Canceled) {
+		c.log.Warn("connector: drain ended before every stream finished", "err", derr)
+	}
+	cancel()
+	cancelRun()
+	wg.Wait()
+	c.log.Info("connector: stopped")
+	return err
+}
+
+// Status is the JSON of the connector's /api/v1/status.
+type Status struct {
+	Name      string                  `json:"name"`
+	Site      string                  `json:"site"`
+	Gateway   string                  `json:"gateway"`
+	Instances []tunnel.InstanceStatus `json:"instances"`
+	Roles     []RoleStatus            `json:"roles"`
+}
+
+// RoleStatus is one published role.
+type RoleStatus struct {
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	Healthy bool   `json:"healthy"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// Status reports the tunnels and roles.
+func (c *Connector) Status() Status {
+	st := Status{Name: c.cfg.Name, Site: c.cfg.Site, Gateway: c.cfg.Gateway.Host, Instances: c.client.Status()}
+	for _, rc := range c.cfg.Roles {
+		h, d := c.roles[rc.ID].health()
+		st.Roles = append(st.Roles, RoleStatus{ID: rc.ID, Kind: string(rc.Kind), Healthy: h, Detail: d})
+	}
+	return st
+}
