@@ -144,8 +144,9 @@ func TestMethodsHeadersAndBodiesPassThrough(t *testing.T) {
 		if res.status != http.StatusOK || res.header.Get("Content-Length") != "12345" {
 			t.Errorf("HEAD got %d with Content-Length %q, want 200 and 12345", res.status, res.header.Get("Content-Length"))
 		}
-		if len(res.body) != 0 {
-			t.Errorf("HEAD returned %d body bytes", len(res.body))
+		// curl -I writes the header where the body would go; nothing may follow it.
+		if !bytes.HasSuffix(res.body, []byte("\r\n\r\n")) {
+			t.Errorf("HEAD returned bytes after the header: %q", res.body)
 		}
 	})
 	t.Run("Range bytes", func(t *testing.T) {
