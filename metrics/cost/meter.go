@@ -79,9 +79,11 @@ func (m *Meter) AddEgress(n uint64) { m.egress.Add(n) }
 // identity.
 func (m *Meter) ObserveDevice(identity string) { m.devices.Observe(identity) }
 
-// Egress and Devices give the parts, for tests and the status page.
+// Egress is the egress rate (for the status page and tests).
 func (m *Meter) Egress() *EgressRate { return m.egress }
-func (m *Meter) Devices() *Devices   { return m.devices }
+
+// Devices is the distinct-device counter (for the status page and tests).
+func (m *Meter) Devices() *Devices { return m.devices }
 
 // SetPrices replaces the prices (a configuration reload); bad prices are
 // refused and the old ones stay.
