@@ -27,6 +27,7 @@ var commands = map[string]command{
 	"demo":        {"run the embedded demo (demo init writes its files)", runDemo},
 	"pki":         {"a small dev PKI: init, issue, revoke", runPKI},
 	"loadtest":    {"the device simulator; loadtest roles runs the simulated roles", runLoadtest},
+	"cost":        {"capacity and cost planner: devices and profile in, monthly egress, cost and instances out", runCost},
 	"healthcheck": {"exit 0 when the admin /healthz answers 200", runHealthcheck},
 	"version":     {"print version, commit and Go version", runVersion},
 }
