@@ -126,10 +126,3 @@ func (o *oidcVerifier) issuerOK(iss, tenant string) bool {
 
 // refresh does the key set's due refresh.
 func (o *oidcVerifier) refresh(ctx context.Context) error { return o.keys.refresh(ctx) }
-
-// keysHeld reports how many keys the verifier holds (for tests and status).
-func (o *oidcVerifier) keysHeld() int {
-	o.keys.mu.RLock()
-	defer o.keys.mu.RUnlock()
-	return len(o.keys.keys)
-}

@@ -126,7 +126,9 @@ func decodeHeader(token string) (tokenHeader, error) {
 // bearerToken returns the token of the request's `Authorization: Bearer`
 // header, "" when there is no Authorization header, or an error when the
 // header is there but is not one bearer token. It is the only place tokens are
-// taken from: the CCM client sends its CCM token there too.
+// taken from: no query parameter, cookie or other header is read. (The
+// reference material says CCM clients append their CCM token "to the header"
+// without naming it; should it turn out to be another header, read it here.)
 func bearerToken(r *http.Request) (string, error) {
 	vals := r.Header.Values("Authorization")
 	switch len(vals) {
