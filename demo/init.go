@@ -192,10 +192,10 @@ func GatewayConfig(m *Manifest, i int) gateway.Config {
 	cfg.Client.Listen = fmt.Sprintf("%s:%d", host, m.PortBase+offDevice+i)
 	cfg.Client.CertFile = pd.Path(pki.GatewayCert)
 	cfg.Client.KeyFile = pd.Path(pki.GatewayKey)
-	cfg.Auth = auth.Config{Certificates: auth.CertConfig{
+	cfg.Auth.Certificates = auth.CertConfig{
 		Roots:         []string{pd.Path(pki.RootCert)},
 		Intermediates: []string{pd.Path(pki.DeviceCACert)},
-	}}
+	}
 	cfg.Tunnel.Listen = fmt.Sprintf("%s:%d", host, m.PortBase+offTCPTunnel+i)
 	cfg.Tunnel.ConnectorCAs = []string{pd.Path(pki.ConnectorCACert)}
 	cfg.Admin = admin.Config{Listen: fmt.Sprintf("%s:%d", host, m.PortBase+offGatewayAdmin+i), Pprof: true}

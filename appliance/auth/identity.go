@@ -1,5 +1,6 @@
 // Package auth authenticates devices at the gateway: client certificates chained to
-// configured roots and intermediates, and bearer tokens. It yields the verified
+// configured roots and intermediates and checked against CRLs, and bearer tokens
+// (OIDC/JWT from a JWKS, and site tokens of package sitetoken). It yields the verified
 // device Identity that keys rate limits, counts and notifications, and that the
 // gateway passes to connectors in its own headers (DESIGN section 6).
 package auth

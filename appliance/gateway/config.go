@@ -112,6 +112,7 @@ func DefaultConfig() Config {
 			MaxHeaderBytes:    64 << 10,
 			ProgressTimeout:   60 * time.Second,
 		},
+		Auth:   auth.DefaultConfig(),
 		Tunnel: TunnelConfig{PingInterval: 5 * time.Second},
 		Backend: BackendConfig{
 			ResponseHeaderTimeout: 75 * time.Second,

@@ -94,7 +94,8 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	if g.cert, err = newCertStore(cfg.Client.CertFile, cfg.Client.KeyFile); err != nil {
 		return nil, err
 	}
-	if g.auth, err = auth.New(cfg.Auth, opts.Now); err != nil {
+	authOpts := &auth.Options{Now: opts.Now, Logger: opts.Logger, Metrics: auth.NewMetrics(opts.Registry)}
+	if g.auth, err = auth.New(cfg.Auth, authOpts); err != nil {
 		return nil, fmt.Errorf("gateway: auth: %w", err)
 	}
 	if g.m, err = newRequestMetrics(opts.Registry); err != nil {
@@ -209,13 +210,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.updateReady()
 	srv := g.clientServer()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	tctx, cancelTunnel := context.WithCancel(context.Background())
 	defer cancelTunnel()
 	go func() { errc <- g.tun.Serve(tctx, g.tunnelLn, tunnel.TransportTCPTLS) }()
 	actx, cancelAdmin := context.WithCancel(context.Background())
 	defer cancelAdmin()
 	go func() { errc <- g.adm.Serve(actx, g.adminLn) }()
+	go func() {
+		// CRL and JWKS refresh.
+		if err := g.auth.Run(actx); err != nil {
+			errc <- err
+		}
+	}()
 	go func() {
 		err := srv.Serve(tls.NewListener(g.clientLn, srv.TLSConfig))
 		if errors.Is(err, http.ErrServerClosed) {
