@@ -183,11 +183,23 @@ func anyText(ps []textPattern, s string) bool {
 }
 
 // claimMatcher requires a token claim to hold one of the allowed values. A claim
-// that is a list matches when any element does; numbers and booleans compare in
-// their JSON text form.
+// that is a list matches when any element does. Strings compare exactly; numbers
+// compare by value with the allowed values that are numbers (2, 2.0 and "2" are
+// the same), booleans as "true" and "false".
 type claimMatcher struct {
 	name    string
 	allowed []string
+	nums    []float64 // the allowed values that parse as numbers
+}
+
+func newClaimMatcher(name string, allowed []string) claimMatcher {
+	c := claimMatcher{name: name, allowed: allowed}
+	for _, a := range allowed {
+		if f, err := strconv.ParseFloat(a, 64); err == nil {
+			c.nums = append(c.nums, f)
+		}
+	}
+	return c
 }
 
 func (c *claimMatcher) matches(claims map[string]any) bool {
@@ -214,23 +226,22 @@ func (c *claimMatcher) matches(claims map[string]any) bool {
 	return c.scalarMatches(v)
 }
 
-// scalarMatches compares one claim value. Numbers are formatted into a stack
-// buffer, so the comparison does not allocate.
+// scalarMatches compares one claim value without allocating.
 func (c *claimMatcher) scalarMatches(v any) bool {
-	var buf [32]byte
 	switch x := v.(type) {
 	case string:
 		return c.has(x)
 	case json.Number:
-		return c.has(string(x))
+		f, err := strconv.ParseFloat(string(x), 64)
+		return err == nil && c.hasNum(f)
 	case bool:
 		return c.has(strconv.FormatBool(x))
 	case float64:
-		return c.hasBytes(strconv.AppendFloat(buf[:0], x, 'f', -1, 64))
+		return c.hasNum(x)
 	case int:
-		return c.hasBytes(strconv.AppendInt(buf[:0], int64(x), 10))
+		return c.hasNum(float64(x))
 	case int64:
-		return c.hasBytes(strconv.AppendInt(buf[:0], x, 10))
+		return c.hasNum(float64(x))
 	}
 	return false
 }
@@ -244,9 +255,9 @@ func (c *claimMatcher) has(s string) bool {
 	return false
 }
 
-func (c *claimMatcher) hasBytes(b []byte) bool {
-	for _, a := range c.allowed {
-		if string(b) == a {
+func (c *claimMatcher) hasNum(f float64) bool {
+	for _, n := range c.nums {
+		if n == f {
 			return true
 		}
 	}

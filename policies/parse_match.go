@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -136,26 +135,14 @@ func (p *parser) claims(n *yaml.Node, path string) ([]claimMatcher, bool) {
 		seen[k.Value] = k.Line
 		vals, good := p.list(v, cp)
 		ok = ok && good
-		c := claimMatcher{name: k.Value}
-		for _, e := range vals {
-			c.allowed = append(c.allowed, claimText(e))
+		allowed := make([]string, len(vals))
+		for i, e := range vals {
+			allowed[i] = e.Value
 		}
-		out = append(out, c)
+		out = append(out, newClaimMatcher(k.Value, allowed))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out, ok
-}
-
-// claimText is the text a claim value is compared with: numbers in the form a
-// decoded JSON number formats to (1.0 and 1 are both "1"), anything else as
-// written.
-func claimText(n *yaml.Node) string {
-	if n.Tag == "!!int" || n.Tag == "!!float" {
-		if f, err := strconv.ParseFloat(n.Value, 64); err == nil {
-			return strconv.FormatFloat(f, 'f', -1, 64)
-		}
-	}
-	return n.Value
 }
 
 // prefixes compiles source CIDRs. A bare address is a one-address prefix; a

@@ -115,7 +115,7 @@ func TestDecide(t *testing.T) {
 		{"aad tenant differs in case", Request{AuthMethod: AuthOIDC, Claims: map[string]any{"tid": strings.ToUpper(tid), "groups": "ops"}}, DefaultRule, Deny},
 		{"aad no claims", Request{AuthMethod: AuthOIDC}, DefaultRule, Deny},
 		{"numbers and booleans as float64", Request{AuthMethod: AuthSiteToken, Claims: map[string]any{"ver": float64(2), "managed": true}}, "numeric-claims", Allow},
-		{"numbers as json.Number", Request{AuthMethod: AuthSiteToken, Claims: map[string]any{"ver": json.Number("2"), "managed": "true"}}, "numeric-claims", Allow},
+		{"numbers as json.Number", Request{AuthMethod: AuthSiteToken, Claims: map[string]any{"ver": json.Number("2.0"), "managed": "true"}}, "numeric-claims", Allow},
 		{"numbers as int", Request{AuthMethod: AuthSiteToken, Claims: map[string]any{"ver": 2, "managed": true}}, "numeric-claims", Allow},
 		{"wrong number", Request{AuthMethod: AuthSiteToken, Claims: map[string]any{"ver": 2.5, "managed": true, "site": "PS1"}, RoleKind: RoleManagementPoint}, "site-ps1", Allow},
 		{"site token to content", Request{AuthMethod: AuthSiteToken, Claims: map[string]any{"site": "PS1"}, RoleKind: RoleDistributionPoint}, "site-ps1", Allow},
