@@ -219,7 +219,11 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.bad)
 		}
 	}
-	for _, n := range []int64{1, 1000, 1024, 64 << 20, 3 << 40, 1<<63 - 1} {
+	for n, want := range map[int64]string{0: "0B", 1: "1B", 1000: "1KB", 1024: "1KiB", 1500: "1500B", 64 << 20: "64MiB", 2e12: "2TB", 3 << 40: "3TiB", 1<<63 - 1: "9223372036854775807B"} {
+		if got := FormatSize(n); got != want {
+			t.Errorf("FormatSize(%d) = %q, want %q", n, got, want)
+		}
+
 		if got, err := ParseSize(FormatSize(n)); err != nil || got != n {
 			t.Errorf("ParseSize(FormatSize(%d)=%q) = %d, %v", n, FormatSize(n), got, err)
 		}

@@ -259,7 +259,7 @@ func TestLimitsString(t *testing.T) {
 	}{
 		{Limits{}, "no limits"},
 		{Limits{RequestsPerSecond: 2.5, Burst: 5, BodyBytes: 64 << 20, Concurrency: 3}, "rate 2.5/s burst 5, body 64MiB, concurrency 3"},
-		{Limits{BodyBytes: 1000}, "body 1000B"},
+		{Limits{BodyBytes: 1500}, "body 1500B"},
 	}
 	for _, tt := range tests {
 		if got := tt.l.String(); got != tt.want {

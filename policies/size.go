@@ -44,16 +44,22 @@ func ParseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// FormatSize formats n bytes with the largest binary unit that divides it, so
-// that ParseSize(FormatSize(n)) == n ("64MiB", "1500B").
+// FormatSize formats n bytes in the shortest exact form, with a binary or a
+// decimal unit ("64MiB", "2TB", "1500B"), so that ParseSize(FormatSize(n)) == n.
 func FormatSize(n int64) string {
+	best := strconv.FormatInt(n, 10) + "B"
+	if n == 0 {
+		return best
+	}
 	for _, u := range []struct {
 		name string
 		mult int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n != 0 && n%u.mult == 0 {
-			return strconv.FormatInt(n/u.mult, 10) + u.name
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}} {
+		if n%u.mult == 0 {
+			if s := strconv.FormatInt(n/u.mult, 10) + u.name; len(s) < len(best) {
+				best = s
+			}
 		}
 	}
-	return strconv.FormatInt(n, 10) + "B"
+	return best
 }
