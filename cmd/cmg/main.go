@@ -29,6 +29,7 @@ var commands = map[string]command{
 	"loadtest":    {"the device simulator; loadtest roles runs the simulated roles", runLoadtest},
 	"cost":        {"capacity and cost planner: devices and profile in, monthly egress, cost and instances out", runCost},
 	"healthcheck": {"exit 0 when the admin /healthz answers 200", runHealthcheck},
+	"policy":      {"check or explain a policy file", runPolicy},
 	"token":       {"site-issued tokens: keygen, issue", runToken},
 	"version":     {"print version, commit and Go version", runVersion},
 }
