@@ -43,17 +43,25 @@ func buildRecords(n int, head, tail string, p *prng, rec recordFunc) []byte {
 	return append(b, tail...)
 }
 
-var zlibWriters = sync.Pool{New: func() any { w, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed); return w }}
+// Pooled zlib writers (one costs ~1 MB to create): BestSpeed for the generated
+// documents, the default level for CCM messages, whose [D] sizes in
+// client-traffic.md were computed with it.
+var (
+	zlibFast    = sync.Pool{New: func() any { w, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed); return w }}
+	zlibDefault = sync.Pool{New: func() any { return zlib.NewWriter(nil) }}
+)
 
-// zlibBytes compresses b with a pooled writer (a zlib writer costs ~1 MB to create).
-func zlibBytes(b []byte) []byte {
+// zlibBytes compresses b at BestSpeed.
+func zlibBytes(b []byte) []byte { return zlibWith(&zlibFast, b) }
+
+func zlibWith(pool *sync.Pool, b []byte) []byte {
 	var out bytes.Buffer
 	out.Grow(len(b)/2 + 64)
-	zw := zlibWriters.Get().(*zlib.Writer)
+	zw := pool.Get().(*zlib.Writer)
 	zw.Reset(&out)
 	_, _ = zw.Write(b)
 	_ = zw.Close()
-	zlibWriters.Put(zw)
+	pool.Put(zw)
 	return out.Bytes()
 }
 

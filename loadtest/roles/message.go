@@ -68,11 +68,7 @@ func EncodeMessage(m Message) (contentType string, body []byte) {
 	m.Header.BodyLength = len(payload)
 	payload = append(payload, '\r', '\n')
 	if m.Header.Compressed {
-		var zb bytes.Buffer
-		zw := zlib.NewWriter(&zb)
-		_, _ = zw.Write(payload)
-		_ = zw.Close()
-		payload = zb.Bytes()
+		payload = zlibWith(&zlibDefault, payload)
 	}
 	var b bytes.Buffer
 	b.Grow(len(payload) + 2048)
