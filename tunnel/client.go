@@ -405,10 +405,13 @@ func (c *Client) pingLoop(cs *clientSession) {
 	defer t.Stop()
 	cs.lastPong.Store(c.cfg.Now().UnixNano())
 	var seq uint64
+	first := make(chan time.Time, 1)
+	first <- c.cfg.Now()
 	for {
 		select {
 		case <-cs.mux.CloseChan():
 			return
+		case <-first:
 		case <-t.C:
 		}
 		if c.cfg.Now().Sub(time.Unix(0, cs.lastPong.Load())) > c.cfg.PingTimeout {

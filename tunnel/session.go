@@ -147,10 +147,14 @@ func (s *Session) pingLoop(interval, timeout time.Duration, now func() time.Time
 	defer t.Stop()
 	var seq uint64
 	s.lastPong.Store(now().UnixNano())
+	// The first ping goes at once so the RTT is known from the start.
+	first := make(chan time.Time, 1)
+	first <- now()
 	for {
 		select {
 		case <-s.done:
 			return
+		case <-first:
 		case <-t.C:
 		}
 		if now().Sub(time.Unix(0, s.lastPong.Load())) > timeout {
