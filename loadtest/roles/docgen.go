@@ -34,15 +34,6 @@ func padded(size int, head, tail string) []byte {
 	return buildExact(size, head, tail, nil, func(b []byte, _ *prng, _ int) []byte { return b })
 }
 
-// buildRecords builds head, n records, tail.
-func buildRecords(n int, head, tail string, p *prng, rec recordFunc) []byte {
-	b := append([]byte(nil), head...)
-	for i := range n {
-		b = rec(b, p, i)
-	}
-	return append(b, tail...)
-}
-
 // Pooled zlib writers (one costs ~1 MB to create): BestSpeed for the generated
 // documents, the default level for CCM messages, whose [D] sizes in
 // client-traffic.md were computed with it.
