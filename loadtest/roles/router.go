@@ -55,7 +55,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	q := r.URL.Query()
 	if d := q.Get("cmg-delay"); d != "" && !s.delay(r, d) {
-		return
+		// The request went away (or the server is stopping): cut the connection
+		// rather than let net/http answer an empty 200.
+		panic(http.ErrAbortHandler)
 	}
 	if st := q.Get("cmg-status"); st != "" {
 		s.counters.kind(kindStatus)
