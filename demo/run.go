@@ -36,7 +36,7 @@ type RunOptions struct {
 // runs until ctx is done; it removes the ready file when it stops.
 func Run(ctx context.Context, opts RunOptions) error {
 	m, err := Load(opts.Dir)
-	if err != nil || m.PortBase != opts.PortBase {
+	if err != nil || m.PortBase != opts.PortBase || m.PolicyFile == "" {
 		if m, err = Init(opts.Dir, opts.PortBase); err != nil {
 			return err
 		}
@@ -45,7 +45,11 @@ func Run(ctx context.Context, opts RunOptions) error {
 	logs := &logFiles{dir: filepath.Join(m.Dir, "logs"), w: opts.Logs, level: opts.LogLevel}
 	defer logs.close()
 
-	rolesSrv, err := roles.New(roles.DefaultConfig(), logs.logger("roles"))
+	issuer, err := SiteTokenIssuer(m)
+	if err != nil {
+		return err
+	}
+	rolesSrv, err := roles.New(roles.DefaultConfig(), logs.logger("roles"), roles.WithTokenIssuer(issuer))
 	if err != nil {
 		return err
 	}
