@@ -14,6 +14,7 @@ import (
 
 	"github.com/cmg-gateway/cmg/appliance/gateway"
 	"github.com/cmg-gateway/cmg/loadtest/roles"
+	"github.com/cmg-gateway/cmg/pki"
 )
 
 // The three device scenarios of the original product (original-product.md
@@ -217,5 +218,34 @@ func TestPKIDevices(t *testing.T) {
 	res = e.curl(false, gw+mpPrefix+"/cmg-echo", "--cert", cert, "--key", key)
 	if res.status != 403 || res.header.Get("CMG-Error") != "ClientCertificateRequired" {
 		t.Errorf("certificate of an unknown CA: got %d %q, want 403 ClientCertificateRequired", res.status, res.header.Get("CMG-Error"))
+	}
+}
+
+// TestServerCertificateReloadOnChange: a server certificate replaced on disk
+// is picked up by the file watch, without a signal, and served to new
+// handshakes, while a kept-alive connection goes on.
+func TestServerCertificateReloadOnChange(t *testing.T) {
+	e := newEnv(t, envOptions{connectors: 1, gateway: func(_ int, c *gateway.Config) {
+		c.Client.CertCheckInterval = 200 * time.Millisecond
+	}})
+	g := e.m.Gateways[0]
+	addr := strings.TrimPrefix(g.ClientURL, "https://")
+	old := servedSerial(t, e.m.CAFile, addr)
+	keep := keepAliveClient(t, e.m.CAFile, e.m.ClientCertFile, e.m.ClientKeyFile)
+	url := g.ClientURL + mpPrefix + "/cmg-echo"
+	if code, _ := keep.get(t, url); code != 200 {
+		t.Fatalf("keep-alive connection: got %d", code)
+	}
+	if err := pki.IssueServer(pki.Dir(e.m.PKIDir), []string{"localhost", "127.0.0.1"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the renewed certificate on new handshakes", 10*time.Second, func() bool {
+		return servedSerial(t, e.m.CAFile, addr) != old
+	})
+	if code, reused := keep.get(t, url); code != 200 || !reused {
+		t.Errorf("kept-alive connection after the reload: got %d (reused %v), want 200 on the same connection", code, reused)
+	}
+	if got := metricValue(scrape(t, e.gws[0].admin), "cmg_config_reloads_total", "what", "certificate", "result", "success"); got < 1 {
+		t.Errorf("cmg_config_reloads_total{what=certificate,result=success} = %v, want at least 1", got)
 	}
 }
