@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/cmg-gateway/cmg/appliance/auth"
 	"github.com/cmg-gateway/cmg/appliance/gateway"
@@ -19,6 +20,14 @@ const (
 	sitePublicKeyFile = "site-key.pub.pem"
 	policyFile        = "policy.yaml"
 )
+
+// identityManifest fills the manifest's device identity files.
+func identityManifest(m *Manifest, dir string, pd pki.Dir) {
+	m.SiteKeyFile = pd.Path(siteKeyFile)
+	m.SitePublicKeyFile = pd.Path(sitePublicKeyFile)
+	m.SiteCode = SiteCode
+	m.PolicyFile = filepath.Join(dir, policyFile)
+}
 
 // ensureSiteKey writes the site signing key and its public key when missing.
 func ensureSiteKey(m *Manifest) error {

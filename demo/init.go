@@ -160,21 +160,18 @@ func ensurePKI(pd pki.Dir) error {
 
 func newManifest(dir string, base int, pd pki.Dir) *Manifest {
 	m := &Manifest{
-		Dir:               dir,
-		PortBase:          base,
-		PKIDir:            string(pd),
-		CAFile:            pd.Path(pki.RootCert),
-		ClientCertFile:    pd.Path(pki.ClientCert(DeviceName)),
-		ClientKeyFile:     pd.Path(pki.ClientKey(DeviceName)),
-		Site:              Site,
-		RoleIDs:           map[string]string{string(tunnel.ManagementPoint): MPRoleID, string(tunnel.SoftwareUpdatePoint): SUPRoleID},
-		ExamplePath:       "/CCM_Proxy_MutualAuth/" + MPRoleID + "/SMS_MP/.sms_aut?MPLIST",
-		ReadyFile:         filepath.Join(dir, "ready"),
-		SiteKeyFile:       pd.Path(siteKeyFile),
-		SitePublicKeyFile: pd.Path(sitePublicKeyFile),
-		SiteCode:          SiteCode,
-		PolicyFile:        filepath.Join(dir, policyFile),
+		Dir:            dir,
+		PortBase:       base,
+		PKIDir:         string(pd),
+		CAFile:         pd.Path(pki.RootCert),
+		ClientCertFile: pd.Path(pki.ClientCert(DeviceName)),
+		ClientKeyFile:  pd.Path(pki.ClientKey(DeviceName)),
+		Site:           Site,
+		RoleIDs:        map[string]string{string(tunnel.ManagementPoint): MPRoleID, string(tunnel.SoftwareUpdatePoint): SUPRoleID},
+		ExamplePath:    "/CCM_Proxy_MutualAuth/" + MPRoleID + "/SMS_MP/.sms_aut?MPLIST",
+		ReadyFile:      filepath.Join(dir, "ready"),
 	}
+	identityManifest(m, dir, pd)
 	rolesAddr := fmt.Sprintf("%s:%d", host, base+offRoles)
 	m.Roles = RolesEntry{
 		Listen:              rolesAddr,

@@ -123,7 +123,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	if g.m, err = newRequestMetrics(opts.Registry); err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
 	}
-	if g.pm, err = newPolicyMetrics(opts.Registry, g.pol); err != nil {
+	if g.pm, err = newPolicyMetrics(opts.Registry, g.pol, g.m.reloads); err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
 	}
 	g.allow.Store(newAllowList(cfg.Sites))

@@ -21,7 +21,13 @@ type policyMetrics struct {
 	mu     sync.Mutex // serializes byRule rebuilds
 }
 
-func newPolicyMetrics(reg prometheus.Registerer, eng *policies.Engine) (*policyMetrics, error) {
+func newPolicyMetrics(reg prometheus.Registerer, eng *policies.Engine, reloads *prometheus.CounterVec) (*policyMetrics, error) {
+	// The reload outcomes this part can count, so rates work from the start.
+	for _, what := range []string{"policy", "certificate"} {
+		for _, result := range []string{"success", "failure"} {
+			reloads.WithLabelValues(what, result)
+		}
+	}
 	m := &policyMetrics{decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cmg_gateway_policy_decisions_total",
 		Help: "Policy decisions on authenticated, routed device requests, by deciding rule (\"default\" for the default action) and action.",
