@@ -127,7 +127,9 @@ func (g *Gateway) admit(x *exchange) bool {
 		g.fail(x, httperror.As(err, httperror.RequestTooLarge))
 		return false
 	}
-	if d.BodyBytes > 0 && r.ContentLength != 0 {
+	if d.BodyBytes > 0 && r.ContentLength < 0 {
+		// A declared length was checked above (net/http never reads past it);
+		// a body without one is cut where it grows past the limit.
 		r.Body = d.LimitBody(r.Body)
 	}
 	return true
