@@ -17,6 +17,7 @@ import (
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/loadtest/roles"
 	"github.com/cmg-gateway/cmg/metrics"
+	"github.com/cmg-gateway/cmg/pki"
 )
 
 // RunOptions configure Run.
@@ -40,6 +41,9 @@ func Run(ctx context.Context, opts RunOptions) error {
 		if m, err = Init(opts.Dir, opts.PortBase); err != nil {
 			return err
 		}
+	}
+	if err := pki.RenewCRLs(pki.Dir(m.PKIDir), time.Now()); err != nil {
+		return err
 	}
 	_ = os.Remove(m.ReadyFile)
 	logs := &logFiles{dir: filepath.Join(m.Dir, "logs"), w: opts.Logs, level: opts.LogLevel}
