@@ -29,6 +29,9 @@ const (
 	SUPRoleID       = "72057594037927940"
 	DeviceName      = "device-0001"
 	host            = "127.0.0.1"
+	// SiteCode is the site code of the simulated management point: the `site`
+	// of the site tokens it issues and the demo site key signs for.
+	SiteCode = "PS1"
 )
 
 // Connectors are the demo's connector names.
@@ -60,6 +63,13 @@ type Manifest struct {
 	ExamplePath    string            `json:"example_path"`
 	ExampleCurl    string            `json:"example_curl"`
 	ReadyFile      string            `json:"ready_file"`
+	// SiteKeyFile signs site tokens (`cmg token issue -key`, the simulated MP's
+	// CCM_STS); SitePublicKeyFile is what the gateways verify them with.
+	SiteKeyFile       string `json:"site_key_file"`
+	SitePublicKeyFile string `json:"site_public_key_file"`
+	SiteCode          string `json:"site_code"`
+	// PolicyFile is the gateways' policy (policy.file); edit it and send SIGHUP.
+	PolicyFile string `json:"policy_file"`
 }
 
 // GatewayEntry is one gateway instance of the demo.
@@ -104,6 +114,12 @@ func Init(dir string, portBase int) (*Manifest, error) {
 		return nil, err
 	}
 	m := newManifest(abs, portBase, pd)
+	if err := ensureSiteKey(m); err != nil {
+		return nil, err
+	}
+	if err := ensurePolicy(m); err != nil {
+		return nil, err
+	}
 	for i := range m.Gateways {
 		cfg := GatewayConfig(m, i)
 		if err := writeYAML(m.Gateways[i].Config, cfg); err != nil {
@@ -128,7 +144,7 @@ func Init(dir string, portBase int) (*Manifest, error) {
 
 func ensurePKI(pd pki.Dir) error {
 	if _, err := os.Stat(pd.Path(pki.RootCert)); err == nil {
-		return nil
+		return pki.RenewCRLs(pd, time.Now())
 	}
 	now := time.Now()
 	if err := pki.Init(pd, pki.InitOptions{Hosts: []string{"localhost", host}, Now: now}); err != nil {
@@ -155,6 +171,7 @@ func newManifest(dir string, base int, pd pki.Dir) *Manifest {
 		ExamplePath:    "/CCM_Proxy_MutualAuth/" + MPRoleID + "/SMS_MP/.sms_aut?MPLIST",
 		ReadyFile:      filepath.Join(dir, "ready"),
 	}
+	identityManifest(m, dir, pd)
 	rolesAddr := fmt.Sprintf("%s:%d", host, base+offRoles)
 	m.Roles = RolesEntry{
 		Listen:              rolesAddr,
@@ -196,6 +213,7 @@ func GatewayConfig(m *Manifest, i int) gateway.Config {
 		Roots:         []string{pd.Path(pki.RootCert)},
 		Intermediates: []string{pd.Path(pki.DeviceCACert)},
 	}
+	identityConfig(m, &cfg)
 	cfg.Tunnel.Listen = fmt.Sprintf("%s:%d", host, m.PortBase+offTCPTunnel+i)
 	cfg.Tunnel.ConnectorCAs = []string{pd.Path(pki.ConnectorCACert)}
 	cfg.Admin = admin.Config{Listen: fmt.Sprintf("%s:%d", host, m.PortBase+offGatewayAdmin+i), Pprof: true}

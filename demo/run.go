@@ -17,6 +17,7 @@ import (
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/loadtest/roles"
 	"github.com/cmg-gateway/cmg/metrics"
+	"github.com/cmg-gateway/cmg/pki"
 )
 
 // RunOptions configure Run.
@@ -36,16 +37,23 @@ type RunOptions struct {
 // runs until ctx is done; it removes the ready file when it stops.
 func Run(ctx context.Context, opts RunOptions) error {
 	m, err := Load(opts.Dir)
-	if err != nil || m.PortBase != opts.PortBase {
+	if err != nil || m.PortBase != opts.PortBase || m.PolicyFile == "" {
 		if m, err = Init(opts.Dir, opts.PortBase); err != nil {
 			return err
 		}
+	}
+	if err := pki.RenewCRLs(pki.Dir(m.PKIDir), time.Now()); err != nil {
+		return err
 	}
 	_ = os.Remove(m.ReadyFile)
 	logs := &logFiles{dir: filepath.Join(m.Dir, "logs"), w: opts.Logs, level: opts.LogLevel}
 	defer logs.close()
 
-	rolesSrv, err := roles.New(roles.DefaultConfig(), logs.logger("roles"))
+	issuer, err := SiteTokenIssuer(m)
+	if err != nil {
+		return err
+	}
+	rolesSrv, err := roles.New(roles.DefaultConfig(), logs.logger("roles"), roles.WithTokenIssuer(issuer))
 	if err != nil {
 		return err
 	}

@@ -133,7 +133,11 @@ func newEnv(t *testing.T, opts envOptions) *env {
 func (e *env) logger(name string) *slogLogger { return newTestLogger(e.t, name) }
 
 func (e *env) startRoles() {
-	srv, err := roles.New(roles.DefaultConfig(), e.logger("roles").Logger)
+	issuer, err := demo.SiteTokenIssuer(e.m)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv, err := roles.New(roles.DefaultConfig(), e.logger("roles").Logger, roles.WithTokenIssuer(issuer))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/appliance/auth"
 	"github.com/cmg-gateway/cmg/configfile"
+	"github.com/cmg-gateway/cmg/policies"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -26,6 +27,8 @@ type Config struct {
 	Backend     BackendConfig `yaml:"backend"`
 	Admin       admin.Config  `yaml:"admin"`
 	Log         LogConfig     `yaml:"log"`
+	// Policy is the policy engine: the policy file and its limit state bounds.
+	Policy policies.Config `yaml:"policy"`
 	// Sites is the allow-list: per site, the roles it may route and the
 	// connectors allowed to serve them.
 	Sites []SiteConfig `yaml:"sites"`
@@ -34,9 +37,16 @@ type Config struct {
 // ClientConfig is the device-facing HTTPS listener.
 type ClientConfig struct {
 	// Listen is the device listener address. Default ":443".
-	Listen   string `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// CertFile and KeyFile are the server certificate (chain) and key, reloaded
+	// when they change and on SIGHUP; leave both empty when ACME is on.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// CertCheckInterval is how often the certificate files are checked for a
+	// change (size, mtime, inode of the file or its symlink target). Default 10s.
+	CertCheckInterval time.Duration `yaml:"cert_check_interval"`
+	// ACME obtains and renews the server certificate from an ACME CA instead.
+	ACME ACMEConfig `yaml:"acme"`
 	// MinTLSVersion is "1.2" (default, "Enforce TLS 1.2") or "1.3".
 	MinTLSVersion string `yaml:"min_tls_version"`
 	// ReadHeaderTimeout bounds reading a request header (no slowloris).
@@ -111,6 +121,8 @@ func DefaultConfig() Config {
 			IdleTimeout:       120 * time.Second,
 			MaxHeaderBytes:    64 << 10,
 			ProgressTimeout:   60 * time.Second,
+			CertCheckInterval: 10 * time.Second,
+			ACME:              DefaultACMEConfig(),
 		},
 		Auth:   auth.DefaultConfig(),
 		Tunnel: TunnelConfig{PingInterval: 5 * time.Second},
@@ -122,8 +134,9 @@ func DefaultConfig() Config {
 				string(tunnel.DistributionPoint):   1 << 20,
 			},
 		},
-		Admin: admin.DefaultConfig(),
-		Log:   LogConfig{Level: "info"},
+		Admin:  admin.DefaultConfig(),
+		Log:    LogConfig{Level: "info"},
+		Policy: policies.DefaultConfig(),
 	}
 }
 
@@ -172,6 +185,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	ps.Merge("admin", c.Admin.Validate())
+	ps.Merge("policy", c.Policy.Validate())
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -185,12 +199,7 @@ func (c *ClientConfig) validate(ps *configfile.Problems) {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		ps.Addf("client.listen", "%v", err)
 	}
-	if c.CertFile == "" {
-		ps.Addf("client.cert_file", "the server certificate file is required")
-	}
-	if c.KeyFile == "" {
-		ps.Addf("client.key_file", "the server key file is required")
-	}
+	c.validateCertSource(ps)
 	if _, err := tlsVersion(c.MinTLSVersion); err != nil {
 		ps.Addf("client.min_tls_version", "%v", err)
 	}

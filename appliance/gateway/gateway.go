@@ -26,6 +26,7 @@ import (
 
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/appliance/auth"
+	"github.com/cmg-gateway/cmg/policies"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -49,8 +50,18 @@ type Gateway struct {
 	allow atomic.Pointer[allowList]
 	tun   *tunnel.Server
 	reg   *tunnel.Registry
-	cert  *certStore
+	cert  certSource
 	adm   *admin.Server
+	// tunnelCert is what connectors see: the client certificate, or its own.
+	tunnelCert certSource
+	acme       *acmeCerts // nil unless the certificate comes from ACME
+	pol        *policies.Engine
+	pm         *policyMetrics
+	// httpEgress feeds the egress budget with each exchange's HTTP-level bytes
+	// (see CountEgress).
+	httpEgress bool
+	reloadMu   sync.Mutex // serializes Reload; guards policyFile
+	policyFile string     // the policy file in force
 
 	hashKey  []byte
 	draining atomic.Bool
@@ -62,6 +73,7 @@ type Gateway struct {
 	clientLn net.Listener
 	tunnelLn net.Listener
 	adminLn  net.Listener
+	acmeLn   net.Listener // the ACME HTTP-01 listener, when in use
 }
 
 // copyBufferSize is the body copy buffer: large enough that a download moves in
@@ -91,14 +103,27 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	_, _ = rand.Read(g.hashKey)
 
 	var err error
-	if g.cert, err = newCertStore(cfg.Client.CertFile, cfg.Client.KeyFile); err != nil {
+	if cfg.Client.ACME.Enabled() {
+		if g.acme, err = newACMECerts(cfg.Client.ACME, cfg.Client.Listen, opts.Logger); err != nil {
+			return nil, err
+		}
+		g.cert = g.acme
+	} else if g.cert, err = newCertStore(cfg.Client.CertFile, cfg.Client.KeyFile); err != nil {
 		return nil, err
 	}
+	if g.pol, err = policies.NewEngine(cfg.Policy, opts.Now); err != nil {
+		return nil, fmt.Errorf("gateway: policy: %w", err)
+	}
+	g.httpEgress = true
+	g.policyFile = cfg.Policy.File
 	authOpts := &auth.Options{Now: opts.Now, Logger: opts.Logger, Metrics: auth.NewMetrics(opts.Registry)}
 	if g.auth, err = auth.New(cfg.Auth, authOpts); err != nil {
 		return nil, fmt.Errorf("gateway: auth: %w", err)
 	}
 	if g.m, err = newRequestMetrics(opts.Registry); err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	if g.pm, err = newPolicyMetrics(opts.Registry, g.pol, g.m.reloads); err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
 	}
 	g.allow.Store(newAllowList(cfg.Sites))
@@ -117,14 +142,14 @@ func (g *Gateway) newTunnelServer() error {
 	if err != nil {
 		return fmt.Errorf("gateway: connector CAs: %w", err)
 	}
-	tcert := g.cert
+	g.tunnelCert = g.cert
 	if g.cfg.Tunnel.CertFile != "" {
-		if tcert, err = newCertStore(g.cfg.Tunnel.CertFile, g.cfg.Tunnel.KeyFile); err != nil {
+		if g.tunnelCert, err = newCertStore(g.cfg.Tunnel.CertFile, g.cfg.Tunnel.KeyFile); err != nil {
 			return err
 		}
 	}
 	tlsCfg := &tls.Config{
-		GetCertificate: tcert.get,
+		GetCertificate: g.tunnelCert.get,
 		ClientCAs:      cas,
 		ClientAuth:     tls.RequireAndVerifyClientCert,
 		MinVersion:     tls.VersionTLS12,
@@ -188,6 +213,14 @@ func (g *Gateway) Listen() error {
 		g.tunnelLn.Close()
 		return fmt.Errorf("gateway: %w", err)
 	}
+	if g.acme != nil && g.cfg.Client.ACME.Challenge == ChallengeHTTP01 {
+		if g.acmeLn, err = net.Listen("tcp", g.cfg.Client.ACME.HTTPListen); err != nil {
+			g.clientLn.Close()
+			g.tunnelLn.Close()
+			g.adminLn.Close()
+			return fmt.Errorf("gateway: ACME HTTP-01 listener: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -223,6 +256,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 			errc <- err
 		}
 	}()
+	go func() { _ = g.pol.Run(actx) }()
+	go g.watchCerts(actx, g.cfg.Client.CertCheckInterval)
+	if g.acme != nil {
+		stopACME := g.startACME(actx, errc)
+		defer stopACME()
+	}
 	go func() {
 		err := srv.Serve(tls.NewListener(g.clientLn, srv.TLSConfig))
 		if errors.Is(err, http.ErrServerClosed) {
@@ -262,10 +301,14 @@ func (g *Gateway) shutdown(srv *http.Server) {
 // clientServer is the device-facing HTTPS server.
 func (g *Gateway) clientServer() *http.Server {
 	minV, _ := tlsVersion(g.cfg.Client.MinTLSVersion)
+	protos := []string{"http/1.1"}
+	if g.acme != nil && g.cfg.Client.ACME.Challenge == ChallengeTLSALPN01 {
+		protos = append(protos, alpnProtocol)
+	}
 	tlsCfg := &tls.Config{
 		GetCertificate: g.cert.get,
 		MinVersion:     minV,
-		NextProtos:     []string{"http/1.1"},
+		NextProtos:     protos,
 		VerifyConnection: func(tls.ConnectionState) error {
 			g.m.handshakes.WithLabelValues("success").Inc()
 			return nil

@@ -5,10 +5,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cmg-gateway/cmg/appliance/auth"
 	"github.com/cmg-gateway/cmg/appliance/httperror"
+	"github.com/cmg-gateway/cmg/policies"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -52,6 +54,11 @@ type exchange struct {
 	fromClient    int64
 	attempts      int
 	connector     string
+	// preq is the policy's view of the request; permit holds its admission.
+	preq   policies.Request
+	permit policies.Permit
+	// tooLarge is set by the body sender when the body went over its limit.
+	tooLarge atomic.Bool
 }
 
 // ServeHTTP is the device request path: method, prefix, authentication, route,
@@ -94,6 +101,10 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.role, x.kindIdx = role, role.kindIdx
+	if !g.admit(x) {
+		return
+	}
+	defer x.permit.Release()
 	g.forward(x, authValue(mode))
 }
 
@@ -192,6 +203,9 @@ func (g *Gateway) record(x *exchange) {
 		}
 	}
 	m.egress[peerClient][x.kindIdx].Add(float64(x.w.headerBytes + x.w.bodyBytes))
+	if g.httpEgress {
+		g.CountEgress(x.w.headerBytes + x.w.bodyBytes + x.toConnector)
+	}
 	m.ingress[peerClient][x.kindIdx].Add(float64(requestHeaderSize(x.r) + x.fromClient))
 	m.egress[peerConnector][x.kindIdx].Add(float64(x.toConnector))
 	m.ingress[peerConnector][x.kindIdx].Add(float64(x.fromConnector))

@@ -19,6 +19,7 @@ func runRoles(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "listen on this `address` (host:port)")
 	config := fs.String("config", "", "optional YAML `file` of roles.Config (seed, site, tls, sizes)")
+	siteKey := fs.String("site-key", "", "make CCM_STS issue site device tokens signed by this site key `file` (cmg token keygen; cmg demo init writes pki/site-key.pem), for the site code of the config")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: cmg loadtest roles [-listen ADDR] [-config FILE]\n\n"+
 			"Runs the simulated management point (under /mp/) and software update point (under /sup/)\n"+
@@ -40,7 +41,16 @@ func runRoles(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	srv, err := roles.New(cfg, logger)
+	var opts []roles.Option
+	if *siteKey != "" {
+		issuer, err := roles.LoadSiteTokenIssuer(*siteKey, cfg.Site.Code)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest roles: %v\n", err)
+			return 1
+		}
+		opts = append(opts, roles.WithTokenIssuer(issuer))
+	}
+	srv, err := roles.New(cfg, logger, opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
