@@ -199,6 +199,9 @@ func GatewayConfig(m *Manifest, i int) gateway.Config {
 	cfg.Tunnel.Listen = fmt.Sprintf("%s:%d", host, m.PortBase+offTCPTunnel+i)
 	cfg.Tunnel.ConnectorCAs = []string{pd.Path(pki.ConnectorCACert)}
 	cfg.Admin = admin.Config{Listen: fmt.Sprintf("%s:%d", host, m.PortBase+offGatewayAdmin+i), Pprof: true}
+	// The distinct-device sketches survive restarts; their key (state file +
+	// ".key") also keys the device hash of the access log.
+	cfg.Cost.StateFile = filepath.Join(m.Dir, fmt.Sprintf("gateway-%d-devices.state", i))
 	cfg.Sites = []gateway.SiteConfig{{
 		Name:       Site,
 		Connectors: Connectors,

@@ -9,6 +9,9 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/appliance/auth"
 	"github.com/cmg-gateway/cmg/configfile"
+	"github.com/cmg-gateway/cmg/metrics/cost"
+	"github.com/cmg-gateway/cmg/profiling"
+	"github.com/cmg-gateway/cmg/tracing"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -26,6 +29,11 @@ type Config struct {
 	Backend     BackendConfig `yaml:"backend"`
 	Admin       admin.Config  `yaml:"admin"`
 	Log         LogConfig     `yaml:"log"`
+	// Cost, Tracing and Profiling are the observability sections (README,
+	// Observability).
+	Cost      cost.Config      `yaml:"cost"`
+	Tracing   tracing.Config   `yaml:"tracing"`
+	Profiling profiling.Config `yaml:"profiling"`
 	// Sites is the allow-list: per site, the roles it may route and the
 	// connectors allowed to serve them.
 	Sites []SiteConfig `yaml:"sites"`
@@ -77,6 +85,9 @@ type BackendConfig struct {
 type LogConfig struct {
 	// Level is debug, info, warn or error.
 	Level string `yaml:"level"`
+	// DeviceHashKeyFile holds the secret key of the device hash in the access
+	// log (created when missing); empty means the cost model's key file.
+	DeviceHashKeyFile string `yaml:"device_hash_key_file,omitempty"`
 }
 
 // SiteConfig is one site of the allow-list.
@@ -122,8 +133,11 @@ func DefaultConfig() Config {
 				string(tunnel.DistributionPoint):   1 << 20,
 			},
 		},
-		Admin: admin.DefaultConfig(),
-		Log:   LogConfig{Level: "info"},
+		Admin:     admin.DefaultConfig(),
+		Log:       LogConfig{Level: "info"},
+		Cost:      cost.DefaultConfig(),
+		Tracing:   tracing.DefaultConfig(),
+		Profiling: profiling.DefaultConfig(),
 	}
 }
 
@@ -178,6 +192,9 @@ func (c *Config) Validate() error {
 		ps.Addf("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
 	validateSites(c.Sites, &ps)
+	ps.Merge("cost", c.Cost.Validate())
+	ps.Merge("tracing", c.Tracing.Validate())
+	ps.Merge("profiling", c.Profiling.Validate())
 	return ps.Err()
 }
 

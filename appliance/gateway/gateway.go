@@ -7,11 +7,7 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +32,8 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// CostNow is the clock of the cost model's windows; nil means Now.
+	CostNow func() time.Time
 }
 
 // Gateway is one gateway instance.
@@ -52,7 +50,7 @@ type Gateway struct {
 	cert  *certStore
 	adm   *admin.Server
 
-	hashKey  []byte
+	obs      observability
 	draining atomic.Bool
 
 	writers sync.Pool // *bufio.Writer towards connectors
@@ -87,9 +85,6 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	g.writers.New = func() any { return bufio.NewWriterSize(nil, 4096) }
 	g.readers.New = func() any { return bufio.NewReaderSize(nil, 4096) }
 	g.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
-	g.hashKey = make([]byte, 32)
-	_, _ = rand.Read(g.hashKey)
-
 	var err error
 	if g.cert, err = newCertStore(cfg.Client.CertFile, cfg.Client.KeyFile); err != nil {
 		return nil, err
@@ -100,6 +95,9 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	}
 	if g.m, err = newRequestMetrics(opts.Registry); err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	if err := g.newObservability(opts); err != nil {
+		return nil, err
 	}
 	g.allow.Store(newAllowList(cfg.Sites))
 	if err := g.newTunnelServer(); err != nil {
@@ -179,10 +177,12 @@ func (g *Gateway) Listen() error {
 	if g.clientLn, err = net.Listen("tcp", g.cfg.Client.Listen); err != nil {
 		return fmt.Errorf("gateway: client listener: %w", err)
 	}
+	g.clientLn = g.obs.wire.listener(g.clientLn, wireClient)
 	if g.tunnelLn, err = net.Listen("tcp", g.cfg.TunnelListen()); err != nil {
 		g.clientLn.Close()
 		return fmt.Errorf("gateway: tunnel listener: %w", err)
 	}
+	g.tunnelLn = g.obs.wire.listener(g.tunnelLn, wireTunnel)
 	if g.adminLn, err = g.adm.Listen(); err != nil {
 		g.clientLn.Close()
 		g.tunnelLn.Close()
@@ -209,6 +209,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	g.updateReady()
+	stopObs := g.runObservability(ctx)
+	defer stopObs()
 	srv := g.clientServer()
 	errc := make(chan error, 4)
 	tctx, cancelTunnel := context.WithCancel(context.Background())
@@ -321,9 +323,7 @@ func (g *Gateway) Registry() *tunnel.Registry { return g.reg }
 
 // deviceHash is the keyed hash of a device identity that logs carry.
 func (g *Gateway) deviceHash(device string) string {
-	mac := hmac.New(sha256.New, g.hashKey)
-	mac.Write([]byte(device))
-	return hex.EncodeToString(mac.Sum(nil)[:8])
+	return g.obs.hashDevice(device)
 }
 
 // rand is the request id source; ids need to be unique, not secret.

@@ -9,6 +9,7 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/connector"
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/metrics"
+	"github.com/cmg-gateway/cmg/profiling"
 )
 
 func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -38,6 +39,8 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stdout, "%s: ok\n", *path)
 		return 0
 	}
+	otelErrorsTo(log)
+	defer startProfiling(ctx, cfg.Profiling, profiling.Tags{Instance: cfg.Name, Role: "connector"}, log)()
 	if err := c.Run(ctx); err != nil {
 		log.Error("connector stopped with an error", "err", err)
 		return 1
