@@ -37,7 +37,7 @@ import (
 const portsPerBase = 2160
 
 // freePortBase finds a port base whose demo ports are all free now.
-func freePortBase(t *testing.T) int {
+func freePortBase(t testing.TB) int {
 	t.Helper()
 	offsets := []int{80, 443, 444, 1100, 1101, 1200, 1201, 2124, 2125, 2140, 2141}
 	for try := 0; try < 50; try++ {
@@ -214,7 +214,7 @@ func (e *env) waitSessions(n int) {
 }
 
 // waitFor polls cond (the parts expose their state only over their APIs).
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -295,7 +295,7 @@ func (e *env) deviceClient(withCert bool) *http.Client {
 	return deviceClient(e.t, e.m, withCert)
 }
 
-func deviceClient(t *testing.T, m *demo.Manifest, withCert bool) *http.Client {
+func deviceClient(t testing.TB, m *demo.Manifest, withCert bool) *http.Client {
 	t.Helper()
 	roots := x509.NewCertPool()
 	pem, err := os.ReadFile(m.CAFile)

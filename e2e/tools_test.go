@@ -19,7 +19,7 @@ import (
 
 // tool finds a test tool installed by scripts/install-test-deps: on PATH, or in
 // the repository's bin/. A missing tool fails the test (never skips it).
-func tool(t *testing.T, name string) string {
+func tool(t testing.TB, name string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
 		return p
@@ -33,7 +33,7 @@ func tool(t *testing.T, name string) string {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -45,7 +45,7 @@ func freePort(t *testing.T) int {
 
 // startTool runs a server process for the test's duration, its output in a file
 // that is printed when the test fails, and stops it by its PID.
-func startTool(t *testing.T, name string, args ...string) {
+func startTool(t testing.TB, name string, args ...string) {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
 	f, err := os.Create(logPath)

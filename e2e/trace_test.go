@@ -30,7 +30,7 @@ type collector struct {
 	file             string
 }
 
-func startCollector(t *testing.T) *collector {
+func startCollector(t testing.TB) *collector {
 	t.Helper()
 	bin := tool(t, "otelcol-cmg")
 	dir := t.TempDir()
