@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,8 @@ import (
 //	go test ./e2e -run '^$' -bench InstrumentationOverhead -benchtime 1x
 //
 // CMG_BENCH_ROUNDS (default 5) and CMG_BENCH_SECONDS (default 8) set the rounds
-// and the length of each measurement.
+// and the length of each measurement; CMG_BENCH_PROFILE=DIR saves CPU profiles of
+// the loaded gateway and connectors of both sides in the last round.
 func BenchmarkInstrumentationOverhead(b *testing.B) {
 	rounds := envInt("CMG_BENCH_ROUNDS", 5)
 	secs := envInt("CMG_BENCH_SECONDS", 8)
@@ -52,9 +54,33 @@ func BenchmarkInstrumentationOverhead(b *testing.B) {
 
 	var offRPS, fullRPS []float64
 	b.ResetTimer()
+	measure := func(e *procEnv, c *http.Client, name string, r int) float64 {
+		d := time.Duration(secs) * time.Second
+		if dir := os.Getenv("CMG_BENCH_PROFILE"); dir != "" && r == rounds-1 {
+			// CPU profiles of the loaded gateway and connectors in the last round.
+			var wg sync.WaitGroup
+			for _, p := range []struct{ part, admin string }{
+				{"gateway", e.m.Gateways[0].AdminURL}, {"cp1", e.m.Connectors[0].AdminURL}, {"cp2", e.m.Connectors[1].AdminURL},
+			} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					fetchProfile(b, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.admin, secs-1), filepath.Join(dir, name+"-"+p.part+".pprof"))
+				}()
+			}
+			defer wg.Wait()
+		}
+		return loadFor(b, c, e.m.Gateways[0].ClientURL+path, conns, d)
+	}
 	for r := 0; r < rounds; r++ {
-		offRPS = append(offRPS, loadFor(b, offClient, off.m.Gateways[0].ClientURL+path, conns, time.Duration(secs)*time.Second))
-		fullRPS = append(fullRPS, loadFor(b, fullClient, full.m.Gateways[0].ClientURL+path, conns, time.Duration(secs)*time.Second))
+		// ABBA order, so neither side always runs first.
+		if r%2 == 0 {
+			offRPS = append(offRPS, measure(off, offClient, "off", r))
+			fullRPS = append(fullRPS, measure(full, fullClient, "full", r))
+		} else {
+			fullRPS = append(fullRPS, measure(full, fullClient, "full", r))
+			offRPS = append(offRPS, measure(off, offClient, "off", r))
+		}
 		b.Logf("round %d: off %.0f req/s, full %.0f req/s", r+1, offRPS[r], fullRPS[r])
 	}
 	b.StopTimer()
@@ -140,6 +166,19 @@ func loadFor(b *testing.B, c *http.Client, url string, conns int, d time.Duratio
 		b.Fatalf("%d requests failed", n)
 	}
 	return float64(ok.Load()) / time.Since(start).Seconds()
+}
+
+func fetchProfile(b *testing.B, url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		b.Error(err)
+	}
 }
 
 func median(xs []float64) float64 {

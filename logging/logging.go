@@ -3,7 +3,8 @@
 // failure on the request path (a role down, a connector gone) logs a few lines
 // and a count of what was left out instead of one line per request. Records below
 // warning (the access log among them) are never limited: each request keeps its
-// one access line.
+// one access line, but they are written in batches (Writer), not one write per
+// request.
 package logging
 
 import (
@@ -35,14 +36,25 @@ func ParseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
+// Batching of New's output: lines wait at most FlushDelay, in a buffer of
+// BufferSize bytes.
+const (
+	FlushDelay = 100 * time.Millisecond
+	BufferSize = 64 << 10
+)
+
 // New returns a JSON logger writing to w at the level (an unknown level means
-// info) with warnings and errors rate-limited by DefaultLimit.
-func New(w io.Writer, level string) *slog.Logger {
+// info), with warnings and errors rate-limited by DefaultLimit, and lines below
+// warning batched (see Writer). Call flush before the process exits.
+func New(w io.Writer, level string) (log *slog.Logger, flush func()) {
 	l, err := ParseLevel(level)
 	if err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(NewRateLimited(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}), DefaultLimit, time.Now))
+	bw := NewWriter(w, BufferSize, FlushDelay)
+	h := NewRateLimited(slog.NewJSONHandler(bw, &slog.HandlerOptions{Level: l}), DefaultLimit, time.Now)
+	h.flush = bw
+	return slog.New(h), func() { _ = bw.Flush() }
 }
 
 // maxKeys bounds the messages tracked one by one; messages beyond it share one
@@ -72,6 +84,8 @@ type bucket struct {
 type RateLimited struct {
 	next slog.Handler
 	lim  *limiter
+	// flush, when set, is flushed after each warning or error.
+	flush *Writer
 }
 
 // NewRateLimited wraps next. now is the clock (time.Now in production).
@@ -98,17 +112,23 @@ func (h *RateLimited) Handle(ctx context.Context, r slog.Record) error {
 		r = r.Clone()
 		r.AddAttrs(slog.Int64("suppressed", suppressed))
 	}
-	return h.next.Handle(ctx, r)
+	err := h.next.Handle(ctx, r)
+	if h.flush != nil {
+		if ferr := h.flush.Flush(); err == nil {
+			err = ferr
+		}
+	}
+	return err
 }
 
 // WithAttrs implements slog.Handler.
 func (h *RateLimited) WithAttrs(as []slog.Attr) slog.Handler {
-	return &RateLimited{next: h.next.WithAttrs(as), lim: h.lim}
+	return &RateLimited{next: h.next.WithAttrs(as), lim: h.lim, flush: h.flush}
 }
 
 // WithGroup implements slog.Handler.
 func (h *RateLimited) WithGroup(name string) slog.Handler {
-	return &RateLimited{next: h.next.WithGroup(name), lim: h.lim}
+	return &RateLimited{next: h.next.WithGroup(name), lim: h.lim, flush: h.flush}
 }
 
 // allow takes a token for the message; it returns whether the record passes and,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -110,13 +111,79 @@ func TestNewLevel(t *testing.T) {
 	} {
 		t.Run(tc.level, func(t *testing.T) {
 			var buf bytes.Buffer
-			log := New(&buf, tc.level)
+			log, flush := New(&buf, tc.level)
 			log.Debug("d")
 			log.Info("i")
+			flush()
 			out := buf.String()
 			if strings.Contains(out, `"msg":"d"`) != tc.debug || strings.Contains(out, `"msg":"i"`) != tc.in {
 				t.Errorf("level %s wrote %q; want debug %v, info %v", tc.level, out, tc.debug, tc.in)
 			}
 		})
 	}
+}
+
+// syncBuf is a bytes.Buffer safe for the flush timer's goroutine.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+	n  int // writes
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestWriterBatches(t *testing.T) {
+	t.Run("lines wait for the delay, then go in one write", func(t *testing.T) {
+		var out syncBuf
+		w := NewWriter(&out, 1024, 50*time.Millisecond)
+		for i := 0; i < 10; i++ {
+			fmt.Fprintf(w, "line %d\n", i)
+		}
+		if s := out.String(); s != "" {
+			t.Fatalf("written before the delay: %q", s)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for out.String() == "" && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond) // the timer is the thing under test
+		}
+		if got := strings.Count(out.String(), "\n"); got != 10 || out.n != 1 {
+			t.Errorf("got %d lines in %d writes, want 10 in 1", got, out.n)
+		}
+	})
+	t.Run("a full buffer is written at once", func(t *testing.T) {
+		var out syncBuf
+		w := NewWriter(&out, 16, time.Hour)
+		fmt.Fprint(w, "0123456789\n")
+		fmt.Fprint(w, "0123456789\n")
+		if got := out.String(); got != "0123456789\n" {
+			t.Errorf("got %q, want the first line written when the second did not fit", got)
+		}
+		fmt.Fprint(w, strings.Repeat("x", 40))
+		if got := len(out.String()); got != 11+11+40 {
+			t.Errorf("a line larger than the buffer: got %d bytes out, want %d", got, 62)
+		}
+	})
+	t.Run("warnings flush at once", func(t *testing.T) {
+		var out syncBuf
+		log, _ := New(&out, "info")
+		log.Info("access")
+		if out.String() != "" {
+			t.Fatalf("info written at once: %q", out.String())
+		}
+		log.Warn("role down")
+		if got := out.String(); !strings.Contains(got, `"msg":"access"`) || !strings.Contains(got, `"msg":"role down"`) {
+			t.Errorf("after a warning: got %q, want both lines", got)
+		}
+	})
 }

@@ -56,6 +56,32 @@ func Inject(ctx context.Context, h http.Header) {
 	propagator.Inject(ctx, propagation.HeaderCarrier(h))
 }
 
+// NotSampled reports whether h carries a well-formed version-00 traceparent
+// whose sampled flag is off. A process that follows its parent's decision then
+// records nothing for the request and may leave the header as it is, which is
+// much cheaper than starting spans that are not recorded.
+func NotSampled(h http.Header) bool {
+	v := h[HeaderTraceparent]
+	if len(v) != 1 || len(v[0]) != TraceparentLen {
+		return false
+	}
+	tp := v[0]
+	if tp[0] != '0' || tp[1] != '0' || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
+		return false
+	}
+	f := tp[54]
+	var bit byte
+	switch {
+	case f >= '0' && f <= '9':
+		bit = (f - '0') & 1
+	case f >= 'a' && f <= 'f':
+		bit = (f - 'a' + 10) & 1
+	default:
+		return false
+	}
+	return bit == 0
+}
+
 // TraceID is the hex trace id of a valid span context, or "".
 func TraceID(sc trace.SpanContext) string {
 	if !sc.IsValid() {

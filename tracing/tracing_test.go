@@ -105,6 +105,54 @@ func TestTraceparentRoundTrip(t *testing.T) {
 	}
 }
 
+func TestNotSampled(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+		want bool
+	}{
+		{"not sampled", http.Header{HeaderTraceparent: {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}}, true},
+		{"sampled", http.Header{HeaderTraceparent: {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}, false},
+		{"other flags, not sampled", http.Header{HeaderTraceparent: {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0a"}}, true},
+		{"none", http.Header{}, false},
+		{"two", http.Header{HeaderTraceparent: {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "x"}}, false},
+		{"other version", http.Header{HeaderTraceparent: {"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}}, false},
+		{"short", http.Header{HeaderTraceparent: {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0"}}, false},
+		{"bad flag digit", http.Header{HeaderTraceparent: {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := NotSampled(tc.h); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzNotSampled checks NotSampled against the OpenTelemetry propagator: when it
+// says "not sampled", the propagator must read a valid, unsampled context.
+func FuzzNotSampled(f *testing.F) {
+	for _, s := range []string{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-00",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-00",
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-00",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tp string) {
+		h := http.Header{HeaderTraceparent: {tp}}
+		if !NotSampled(h) {
+			return
+		}
+		sc := trace.SpanContextFromContext(Extract(context.Background(), h))
+		if sc.IsValid() && sc.IsSampled() {
+			t.Errorf("%q: NotSampled, but the propagator reads a sampled context", tp)
+		}
+	})
+}
+
 func TestAppendTraceparentDoesNotAllocate(t *testing.T) {
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}})
 	var buf [TraceparentLen]byte

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cmg-gateway/cmg/appliance/auth"
 	"github.com/cmg-gateway/cmg/appliance/httperror"
+	"github.com/cmg-gateway/cmg/tracing"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -159,7 +160,7 @@ func (r *role) health() (bool, string) {
 func (c *Connector) serveStream(w http.ResponseWriter, req *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w}
 	r := c.route(req)
-	if c.tr != nil {
+	if c.tr != nil && !tracing.NotSampled(req.Header) {
 		var sp trace.Span
 		req, sp = c.startSpan(req)
 		defer endSpan(sp, r, rec)

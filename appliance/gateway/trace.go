@@ -74,8 +74,10 @@ func (g *Gateway) endSpan(x *exchange, code int, end time.Time) {
 
 // startStreamSpan starts the tunnel stream span of one attempt, a child of the
 // gateway's span; its context is what writeRequestHeader sends to the connector.
+// A request that is not sampled gets no stream span (it would record nothing):
+// the connector is sent the gateway span's context, which says "not sampled".
 func (g *Gateway) startStreamSpan(x *exchange) {
-	if x.trace.span == nil {
+	if x.trace.span == nil || !x.trace.span.SpanContext().IsSampled() {
 		return
 	}
 	_, x.trace.stream = g.obs.tr.Start(x.trace.ctx, spanStream, trace.WithSpanKind(trace.SpanKindClient))
@@ -102,10 +104,14 @@ func (g *Gateway) endStreamSpan(x *exchange) {
 	x.trace.stream = nil
 }
 
-// writeTraceparent writes the trace context of the attempt's stream span into
-// the request header for the connector, and returns the bytes written.
+// writeTraceparent writes the trace context of the attempt's stream span (or,
+// when not sampled, of the gateway's span) into the request header for the
+// connector, and returns the bytes written.
 func writeTraceparent(bw *bufio.Writer, x *exchange) int {
 	sp := x.trace.stream
+	if sp == nil {
+		sp = x.trace.span
+	}
 	if sp == nil {
 		return 0
 	}

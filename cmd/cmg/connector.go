@@ -29,7 +29,8 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	log := newLogger(stderr, cfg.Log.Level)
+	log, flushLog := newLogger(stderr, cfg.Log.Level)
+	defer flushLog()
 	c, err := connector.New(cfg, connector.Options{Logger: log, Registry: metrics.NewRegistry("connector")})
 	if err != nil {
 		fmt.Fprintln(stderr, err)

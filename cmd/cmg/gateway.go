@@ -30,7 +30,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	log := newLogger(stderr, cfg.Log.Level)
+	log, flushLog := newLogger(stderr, cfg.Log.Level)
+	defer flushLog()
 	g, err := gateway.New(cfg, gateway.Options{Logger: log, Registry: metrics.NewRegistry("gateway")})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
