@@ -214,6 +214,7 @@ func GatewayConfig(m *Manifest, i int) gateway.Config {
 	// device has one hash in all their logs.
 	cfg.Cost.StateFile = filepath.Join(m.Dir, fmt.Sprintf("gateway-%d-devices.state", i))
 	cfg.Cost.KeyFile = filepath.Join(m.Dir, DeviceHashKeyFile)
+	cfg.Cost.Prices.Instances = Instances
 	cfg.Sites = []gateway.SiteConfig{{
 		Name:       Site,
 		Connectors: Connectors,
