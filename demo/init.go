@@ -16,6 +16,7 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/connector"
 	"github.com/cmg-gateway/cmg/appliance/gateway"
 	"github.com/cmg-gateway/cmg/configfile"
+	"github.com/cmg-gateway/cmg/metrics/cost"
 	"github.com/cmg-gateway/cmg/pki"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
@@ -33,6 +34,10 @@ const (
 	// of the site tokens it issues and the demo site key signs for.
 	SiteCode = "PS1"
 )
+
+// DeviceHashKeyFile is the gateways' shared device-hash key, in the demo
+// directory.
+const DeviceHashKeyFile = "device-hash.key"
 
 // Connectors are the demo's connector names.
 var Connectors = []string{"cp1", "cp2"}
@@ -118,6 +123,11 @@ func Init(dir string, portBase int) (*Manifest, error) {
 		return nil, err
 	}
 	if err := ensurePolicy(m); err != nil {
+		return nil, err
+	}
+	// Made here, not by the first gateway to start, so instances started at
+	// once as processes all read the same key.
+	if _, err := cost.LoadOrCreateKey(filepath.Join(abs, DeviceHashKeyFile)); err != nil {
 		return nil, err
 	}
 	for i := range m.Gateways {
@@ -217,6 +227,12 @@ func GatewayConfig(m *Manifest, i int) gateway.Config {
 	cfg.Tunnel.Listen = fmt.Sprintf("%s:%d", host, m.PortBase+offTCPTunnel+i)
 	cfg.Tunnel.ConnectorCAs = []string{pd.Path(pki.ConnectorCACert)}
 	cfg.Admin = admin.Config{Listen: fmt.Sprintf("%s:%d", host, m.PortBase+offGatewayAdmin+i), Pprof: true}
+	// The distinct-device sketches survive restarts. Their key also keys the
+	// device hash of the access log, and is shared by the instances so that a
+	// device has one hash in all their logs.
+	cfg.Cost.StateFile = filepath.Join(m.Dir, fmt.Sprintf("gateway-%d-devices.state", i))
+	cfg.Cost.KeyFile = filepath.Join(m.Dir, DeviceHashKeyFile)
+	cfg.Cost.Prices.Instances = Instances
 	cfg.Sites = []gateway.SiteConfig{{
 		Name:       Site,
 		Connectors: Connectors,

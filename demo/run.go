@@ -16,6 +16,7 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/gateway"
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/loadtest/roles"
+	"github.com/cmg-gateway/cmg/logging"
 	"github.com/cmg-gateway/cmg/metrics"
 	"github.com/cmg-gateway/cmg/pki"
 )
@@ -198,7 +199,8 @@ func (l *logFiles) logger(name string) *slog.Logger {
 			w = io.Discard
 		}
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})).With("part", name)
+	h := logging.NewRateLimited(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}), logging.DefaultLimit, time.Now)
+	return slog.New(h).With("part", name)
 }
 
 func (l *logFiles) close() {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/configfile"
+	"github.com/cmg-gateway/cmg/profiling"
+	"github.com/cmg-gateway/cmg/tracing"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -24,6 +26,10 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	Admin        admin.Config  `yaml:"admin"`
 	Log          LogConfig     `yaml:"log"`
+	// Tracing and Profiling are the observability sections (README,
+	// Observability).
+	Tracing   tracing.Config   `yaml:"tracing"`
+	Profiling profiling.Config `yaml:"profiling"`
 }
 
 // GatewayConfig says where the gateway service is.
@@ -84,6 +90,8 @@ func DefaultConfig() Config {
 		DrainTimeout: 30 * time.Second,
 		Admin:        admin.Config{Listen: "127.0.0.1:9200", Pprof: true},
 		Log:          LogConfig{Level: "info"},
+		Tracing:      tracing.DefaultConfig(),
+		Profiling:    profiling.DefaultConfig(),
 	}
 }
 
@@ -164,5 +172,7 @@ func (c *Config) Validate() error {
 	default:
 		ps.Addf("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
+	ps.Merge("tracing", c.Tracing.Validate())
+	ps.Merge("profiling", c.Profiling.Validate())
 	return ps.Err()
 }

@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/appliance/auth"
+	"github.com/cmg-gateway/cmg/tracing"
 	"github.com/cmg-gateway/cmg/tunnel"
 	"github.com/cmg-gateway/cmg/version"
 )
@@ -40,6 +42,8 @@ type Connector struct {
 	roles  map[string]*role // by RoleID
 	m      *metrics
 	adm    *admin.Server
+	tracer *tracing.Tracer
+	tr     trace.Tracer // nil when tracing is off
 	prober *prober
 
 	adminLn net.Listener
@@ -77,6 +81,9 @@ func New(cfg Config, opts Options) (*Connector, error) {
 		c.roles[rc.ID] = r
 		routes = append(routes, tunnel.Route{RoleID: rc.ID, Kind: rc.Kind, Auth: rc.Auth})
 	}
+	if err := c.newTracing(); err != nil {
+		return nil, fmt.Errorf("connector: %w", err)
+	}
 	gwTLS := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		ServerName:   cfg.Gateway.ServerName,
@@ -95,6 +102,7 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
+	cm.InitInstances(cfg.Gateway.Instances)
 	c.client, err = tunnel.NewClient(tunnel.ClientConfig{
 		Name:        cfg.Name,
 		Site:        cfg.Site,
@@ -147,6 +155,8 @@ func (c *Connector) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	stopObs := c.runObservability(ctx)
+	defer stopObs()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
 	var wg sync.WaitGroup

@@ -9,7 +9,10 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/appliance/auth"
 	"github.com/cmg-gateway/cmg/configfile"
+	"github.com/cmg-gateway/cmg/metrics/cost"
 	"github.com/cmg-gateway/cmg/policies"
+	"github.com/cmg-gateway/cmg/profiling"
+	"github.com/cmg-gateway/cmg/tracing"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -29,6 +32,11 @@ type Config struct {
 	Log         LogConfig     `yaml:"log"`
 	// Policy is the policy engine: the policy file and its limit state bounds.
 	Policy policies.Config `yaml:"policy"`
+	// Cost, Tracing and Profiling are the observability sections (README,
+	// Observability).
+	Cost      cost.Config      `yaml:"cost"`
+	Tracing   tracing.Config   `yaml:"tracing"`
+	Profiling profiling.Config `yaml:"profiling"`
 	// Sites is the allow-list: per site, the roles it may route and the
 	// connectors allowed to serve them.
 	Sites []SiteConfig `yaml:"sites"`
@@ -87,6 +95,9 @@ type BackendConfig struct {
 type LogConfig struct {
 	// Level is debug, info, warn or error.
 	Level string `yaml:"level"`
+	// DeviceHashKeyFile holds the secret key of the device hash in the access
+	// log (created when missing); empty means the cost model's key file.
+	DeviceHashKeyFile string `yaml:"device_hash_key_file,omitempty"`
 }
 
 // SiteConfig is one site of the allow-list.
@@ -134,9 +145,12 @@ func DefaultConfig() Config {
 				string(tunnel.DistributionPoint):   1 << 20,
 			},
 		},
-		Admin:  admin.DefaultConfig(),
-		Log:    LogConfig{Level: "info"},
-		Policy: policies.DefaultConfig(),
+		Admin:     admin.DefaultConfig(),
+		Log:       LogConfig{Level: "info"},
+		Policy:    policies.DefaultConfig(),
+		Cost:      cost.DefaultConfig(),
+		Tracing:   tracing.DefaultConfig(),
+		Profiling: profiling.DefaultConfig(),
 	}
 }
 
@@ -192,6 +206,9 @@ func (c *Config) Validate() error {
 		ps.Addf("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
 	validateSites(c.Sites, &ps)
+	ps.Merge("cost", c.Cost.Validate())
+	ps.Merge("tracing", c.Tracing.Validate())
+	ps.Merge("profiling", c.Profiling.Validate())
 	return ps.Err()
 }
 

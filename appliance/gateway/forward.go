@@ -79,6 +79,8 @@ var errRetryable = errors.New("no response header yet")
 // (wrapping errRetryable when no response header arrived).
 func (g *Gateway) exchangeOn(x *exchange, st *yamux.Stream) error {
 	defer st.Close()
+	g.startStreamSpan(x)
+	defer g.endStreamSpan(x)
 	r := x.r
 	bw := g.writers.Get().(*bufio.Writer)
 	bw.Reset(st)

@@ -7,11 +7,7 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +33,8 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// CostNow is the clock of the cost model's windows; nil means Now.
+	CostNow func() time.Time
 }
 
 // Gateway is one gateway instance.
@@ -63,7 +61,7 @@ type Gateway struct {
 	reloadMu   sync.Mutex // serializes Reload; guards policyFile
 	policyFile string     // the policy file in force
 
-	hashKey  []byte
+	obs      observability
 	draining atomic.Bool
 
 	writers sync.Pool // *bufio.Writer towards connectors
@@ -99,9 +97,6 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	g.writers.New = func() any { return bufio.NewWriterSize(nil, 4096) }
 	g.readers.New = func() any { return bufio.NewReaderSize(nil, 4096) }
 	g.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
-	g.hashKey = make([]byte, 32)
-	_, _ = rand.Read(g.hashKey)
-
 	var err error
 	if cfg.Client.ACME.Enabled() {
 		if g.acme, err = newACMECerts(cfg.Client.ACME, cfg.Client.Listen, opts.Logger); err != nil {
@@ -125,6 +120,9 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	}
 	if g.pm, err = newPolicyMetrics(opts.Registry, g.pol, g.m.reloads); err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	if err := g.newObservability(opts); err != nil {
+		return nil, err
 	}
 	g.allow.Store(newAllowList(cfg.Sites))
 	if err := g.newTunnelServer(); err != nil {
@@ -204,10 +202,12 @@ func (g *Gateway) Listen() error {
 	if g.clientLn, err = net.Listen("tcp", g.cfg.Client.Listen); err != nil {
 		return fmt.Errorf("gateway: client listener: %w", err)
 	}
+	g.clientLn = g.obs.wire.listener(g.clientLn, wireClient)
 	if g.tunnelLn, err = net.Listen("tcp", g.cfg.TunnelListen()); err != nil {
 		g.clientLn.Close()
 		return fmt.Errorf("gateway: tunnel listener: %w", err)
 	}
+	g.tunnelLn = g.obs.wire.listener(g.tunnelLn, wireTunnel)
 	if g.adminLn, err = g.adm.Listen(); err != nil {
 		g.clientLn.Close()
 		g.tunnelLn.Close()
@@ -242,6 +242,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	g.updateReady()
+	stopObs := g.runObservability(ctx)
+	defer stopObs()
 	srv := g.clientServer()
 	errc := make(chan error, 4)
 	tctx, cancelTunnel := context.WithCancel(context.Background())
@@ -364,9 +366,7 @@ func (g *Gateway) Registry() *tunnel.Registry { return g.reg }
 
 // deviceHash is the keyed hash of a device identity that logs carry.
 func (g *Gateway) deviceHash(device string) string {
-	mac := hmac.New(sha256.New, g.hashKey)
-	mac.Write([]byte(device))
-	return hex.EncodeToString(mac.Sum(nil)[:8])
+	return g.obs.hashDevice(device)
 }
 
 // rand is the request id source; ids need to be unique, not secret.

@@ -59,6 +59,7 @@ type exchange struct {
 	permit policies.Permit
 	// tooLarge is set by the body sender when the body went over its limit.
 	tooLarge atomic.Bool
+	trace    exchangeTrace
 }
 
 // ServeHTTP is the device request path: method, prefix, authentication, route,
@@ -71,6 +72,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		start:   g.now(),
 		kindIdx: noRole,
 	}
+	g.startSpan(x)
 	defer g.finish(x)
 	if !methodAllowed(r.Method) {
 		g.fail(x, httperror.New(httperror.MethodNotAllowed, "method "+r.Method+" is not allowed"))
@@ -91,6 +93,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.ident = id
+	g.observeDevice(id.Device)
 	if strings.EqualFold(roleID, serviceMetadata) && rest == "" {
 		g.serviceMetadata(x, mode)
 		return
@@ -186,7 +189,8 @@ func (g *Gateway) finish(x *exchange) {
 }
 
 func (g *Gateway) record(x *exchange) {
-	d := g.now().Sub(x.start)
+	end := g.now()
+	d := end.Sub(x.start)
 	code := x.w.status
 	if x.reason == httperror.ClientClosed {
 		code = httperror.StatusClientClosed
@@ -196,7 +200,8 @@ func (g *Gateway) record(x *exchange) {
 	}
 	m := g.m
 	m.requests.WithLabelValues(roleKindLabels[x.kindIdx], methodLabel(x.r.Method), codeLabel(code)).Inc()
-	m.duration[x.kindIdx].Observe(d.Seconds())
+	g.observeDuration(x, d)
+	g.endSpan(x, code, end)
 	if x.reason != "" {
 		if c := m.errors[x.reason]; c != nil {
 			c.Inc()
@@ -221,6 +226,9 @@ func (g *Gateway) record(x *exchange) {
 		slog.Int64("bytes_out", x.w.bodyBytes),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("remote", x.r.RemoteAddr),
+	}
+	if a, ok := traceAttr(x); ok {
+		attrs = append(attrs, a)
 	}
 	if x.role != nil {
 		attrs = append(attrs, slog.String("role_id", x.role.ID), slog.String("site", x.role.Site))

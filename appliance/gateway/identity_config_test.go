@@ -8,7 +8,7 @@ import (
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
-func validConfig() Config {
+func validIdentityConfig() Config {
 	c := DefaultConfig()
 	c.Client.CertFile, c.Client.KeyFile = "server.pem", "server-key.pem"
 	c.Tunnel.ConnectorCAs = []string{"connector-ca.pem"}
@@ -47,7 +47,7 @@ func TestCertificateSourceValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := validConfig()
+			c := validIdentityConfig()
 			tt.edit(&c)
 			err := c.Validate()
 			if len(tt.errors) == 0 {

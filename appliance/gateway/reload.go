@@ -29,6 +29,7 @@ func (g *Gateway) Reload(path string) {
 		g.m.reloads.WithLabelValues("config", "failure").Inc()
 	} else {
 		g.allow.Store(newAllowList(cfg.Sites))
+		g.reloadObservability(cfg)
 		g.m.reloads.WithLabelValues("config", "success").Inc()
 		g.log.Info("gateway: reloaded", "config", path)
 		g.policyFile = cfg.Policy.File
