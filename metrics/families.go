@@ -44,9 +44,10 @@ var GatewayFamilies = []Family{
 	{"cmg_tunnel_refused_total", "counter", []string{"reason"}},
 	{"cmg_gateway_ready", "gauge", nil},
 	{"cmg_gateway_capacity_devices", "gauge", nil},
-	// Added with their issues: cmg_gateway_policy_decisions_total{rule,action},
-	// cmg_cost_egress_budget_used_ratio, cmg_cost_egress_budget_threshold_ratio{level}
-	// (policies); cmg_gateway_notification_channels, cmg_gateway_notifications_total{result},
+	{"cmg_gateway_policy_decisions_total", "counter", []string{"rule", "action"}},
+	{"cmg_cost_egress_budget_used_ratio", "gauge", nil},
+	{"cmg_cost_egress_budget_threshold_ratio", "gauge", []string{"level"}},
+	// Added with their issues: cmg_gateway_notification_channels, cmg_gateway_notifications_total{result},
 	// cmg_notification_delivery_seconds (notifications); cmg_content_requests_total{result},
 	// cmg_content_served_bytes_total{source}, cmg_content_cache_bytes (content).
 }
