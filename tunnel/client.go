@@ -40,7 +40,7 @@ type ClientConfig struct {
 	// RetryPreferred is how often an instance on a lower rung of the ladder
 	// tries the better ones. Zero means DefaultRetryPreferred.
 	RetryPreferred time.Duration
-	Backoff          Backoff
+	Backoff        Backoff
 	// PingInterval and PingTimeout as for the server. Zero means 5 s and 15 s.
 	PingInterval           time.Duration
 	PingTimeout            time.Duration
