@@ -275,3 +275,10 @@ func (s *Server) ServeHTTPS(ctx context.Context, ln net.Listener) error {
 		s.Upgrade(ctx, conn)
 	})
 }
+
+// TLSConfig is the server's TLS configuration for tunnel connections.
+func (s *Server) TLSConfig() *tls.Config { return s.cfg.TLS }
+
+// Close closes every tunnel connection; the server takes no more. The gateway
+// calls it at the end of its drain, after the drain notice.
+func (s *Server) Close() { s.closeAll() }

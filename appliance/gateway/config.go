@@ -26,6 +26,10 @@ type Config struct {
 	Backend     BackendConfig `yaml:"backend"`
 	Admin       admin.Config  `yaml:"admin"`
 	Log         LogConfig     `yaml:"log"`
+	// Drain is how a stopping instance leaves the service (drain.go).
+	Drain DrainConfig `yaml:"drain"`
+	// ProxyProtocol is PROXY protocol v2 from the load balancers (proxyproto.go).
+	ProxyProtocol ProxyProtocolConfig `yaml:"proxy_protocol"`
 	// Sites is the allow-list: per site, the roles it may route and the
 	// connectors allowed to serve them.
 	Sites []SiteConfig `yaml:"sites"`
@@ -54,6 +58,10 @@ type ClientConfig struct {
 type TunnelConfig struct {
 	// Listen is the TCP-TLS tunnel address. Default ":<10140+instance>".
 	Listen string `yaml:"listen"`
+	// HTTPSListen is the HTTPS tunnel address. Default ":<10124+instance>" when
+	// the service has several instances; with one, the HTTPS transport shares
+	// the client listener. "none" turns the dedicated listener off.
+	HTTPSListen string `yaml:"https_listen,omitempty"`
 	// ConnectorCAs are PEM files of the CAs that issue connector certificates.
 	ConnectorCAs []string `yaml:"connector_cas"`
 	// CertFile and KeyFile are the certificate the gateway shows connectors;
@@ -124,6 +132,7 @@ func DefaultConfig() Config {
 		},
 		Admin: admin.DefaultConfig(),
 		Log:   LogConfig{Level: "info"},
+		Drain: DefaultDrainConfig(),
 	}
 }
 
@@ -178,6 +187,7 @@ func (c *Config) Validate() error {
 		ps.Addf("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
 	validateSites(c.Sites, &ps)
+	c.validateTransports(&ps)
 	return ps.Err()
 }
 
