@@ -112,12 +112,12 @@ func sendProbeResult(sess *Session, res ProbeResult) error {
 }
 
 // probe sends one probe request for route r on the analyzer's session.
-func (s *Server) probe(sess *Session, r Route) ProbeResult {
+func (s *Server) probe(sess *Session, r Route) (res ProbeResult) {
 	prefix := "CCM_Proxy_MutualAuth"
 	if !r.Accepts(AuthMutual) {
 		prefix = "CCM_Proxy_ServerAuth"
 	}
-	res := ProbeResult{RoleID: r.RoleID, Kind: r.Kind, Path: "/" + prefix + "/" + r.RoleID + "/" + ProbePath(r.Kind)}
+	res = ProbeResult{RoleID: r.RoleID, Kind: r.Kind, Path: "/" + prefix + "/" + r.RoleID + "/" + ProbePath(r.Kind)}
 	start := s.cfg.Now()
 	defer func() { res.Duration = s.cfg.Now().Sub(start).Seconds() }()
 	st, err := sess.Open()

@@ -219,3 +219,14 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
+
+// DialConnect opens a tunnel to target (host:port) through proxy p with HTTP
+// CONNECT; dial dials TCP (nil means a net.Dialer). The connection analyzer
+// checks the proxy with it.
+func DialConnect(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), p *Proxy, target string) (net.Conn, error) {
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	return dialConnect(ctx, dial, p, target)
+}

@@ -161,3 +161,12 @@ func (c *Connector) StreamHandler() http.Handler { return http.HandlerFunc(c.ser
 // GatewayTLS is the TLS configuration towards the gateway: the connector's
 // certificate and the roots that verify the gateway.
 func (c *Connector) GatewayTLS() *tls.Config { return c.gwTLS }
+
+// ProxyFor returns the proxy the https_proxy rung uses for target (host:port),
+// or nil when none applies. getenv nil means os.Getenv.
+func (c *GatewayConfig) ProxyFor(target string, getenv func(string) string) (*tunnel.Proxy, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	return c.proxyFunc(getenv)(target)
+}

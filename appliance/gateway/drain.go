@@ -27,7 +27,9 @@ type DrainConfig struct {
 }
 
 // DefaultDrainConfig is the production default.
-func DefaultDrainConfig() DrainConfig { return DrainConfig{Delay: 5 * time.Second, Grace: 30 * time.Second} }
+func DefaultDrainConfig() DrainConfig {
+	return DrainConfig{Delay: 5 * time.Second, Grace: 30 * time.Second}
+}
 
 func (c *DrainConfig) validate(ps *configfile.Problems) {
 	if c.Delay < 0 {
