@@ -267,6 +267,10 @@ func (s *Server) ServeHTTPS(ctx context.Context, ln net.Listener) error {
 		conn := tls.Server(raw, cfg)
 		_ = raw.SetDeadline(s.cfg.Now().Add(s.cfg.HandshakeTimeout))
 		if err := conn.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			if errors.Is(err, io.EOF) {
+				return // a TCP port check
+			}
 			s.refused("unknown", TransportHTTPS, "tls")
 			s.log.Info("tunnel: TLS handshake failed", "remote", raw.RemoteAddr().String(), "transport", TransportHTTPS, "err", err)
 			raw.Close()

@@ -73,16 +73,21 @@ func ProxyFromEnvironment(target string, getenv func(string) string) (*Proxy, er
 	return &Proxy{URL: u}, nil
 }
 
-// ProxyError is a proxy's refusal of a CONNECT. Status 407 means the credentials
-// are missing or wrong.
+// ProxyError is a proxy's refusal of a CONNECT. Status 407 (401 from some
+// proxies, tinyproxy among them) means the credentials are missing or wrong.
 type ProxyError struct {
 	Proxy  string
 	Status int
 	Text   string
 }
 
+// Credentials reports whether the proxy refused the credentials.
+func (e *ProxyError) Credentials() bool {
+	return e.Status == http.StatusProxyAuthRequired || e.Status == http.StatusUnauthorized
+}
+
 func (e *ProxyError) Error() string {
-	if e.Status == http.StatusProxyAuthRequired {
+	if e.Credentials() {
 		return fmt.Sprintf("proxy %s refused the credentials (%d %s)", e.Proxy, e.Status, e.Text)
 	}
 	return fmt.Sprintf("proxy %s refused CONNECT (%d %s)", e.Proxy, e.Status, e.Text)

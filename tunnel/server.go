@@ -208,6 +208,12 @@ func (s *Server) handleRaw(ctx context.Context, raw net.Conn, transport string) 
 	conn := tls.Server(raw, s.cfg.TLS)
 	_ = raw.SetDeadline(s.cfg.Now().Add(s.cfg.HandshakeTimeout))
 	if err := conn.HandshakeContext(ctx); err != nil {
+		if errors.Is(err, io.EOF) {
+			// Closed before a ClientHello: a TCP port check (load balancer,
+			// cmg analyze), not a refused connector.
+			raw.Close()
+			return
+		}
 		s.refused("unknown", transport, "tls")
 		s.log.Info("tunnel: TLS handshake failed", "remote", raw.RemoteAddr().String(), "transport", transport, "err", err)
 		raw.Close()

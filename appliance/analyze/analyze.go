@@ -273,7 +273,7 @@ func (a *analyzer) proxy(ctx context.Context, i int) Check {
 		ck.Result, ck.Detail = Fail, err.Error()
 		var pe *tunnel.ProxyError
 		switch {
-		case errors.As(err, &pe) && pe.Status == http.StatusProxyAuthRequired:
+		case errors.As(err, &pe) && pe.Credentials():
 			ck.Fix = "the proxy refused the credentials: check gateway.proxy.username and the password in gateway.proxy.password_file (or the user:password in HTTPS_PROXY)"
 		case errors.As(err, &pe):
 			ck.Fix = fmt.Sprintf("the proxy does not allow CONNECT to %s: ask its administrators to allow it (squid: an http_access rule for CONNECT to that port; tinyproxy: ConnectPort %d)", target, gw.HTTPSPortFor(i))
