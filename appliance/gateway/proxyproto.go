@@ -48,12 +48,7 @@ func proxyProtoListener(ln net.Listener, cfg ProxyProtocolConfig) net.Listener {
 	if len(cfg.TrustedCIDRs) == 0 {
 		return ln
 	}
-	var trusted []netip.Prefix
-	for _, s := range cfg.TrustedCIDRs {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			trusted = append(trusted, p.Masked())
-		}
-	}
+	trusted := parsePrefixes(cfg.TrustedCIDRs)
 	timeout := cfg.HeaderTimeout
 	if timeout == 0 {
 		timeout = 5 * time.Second
@@ -94,4 +89,15 @@ func isTrusted(a net.Addr, trusted []netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// parsePrefixes parses the CIDRs that Validate accepted.
+func parsePrefixes(cidrs []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range cidrs {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
 }
