@@ -363,6 +363,11 @@ func (c *Client) serve(ctx context.Context, in *instance, cs *clientSession) *cl
 	if h := c.health.Load(); h != nil {
 		_ = cs.ctrl.write(&Message{Type: MsgHealth, Health: *h})
 	}
+	if c.draining.Load() {
+		// The session came up while Drain ran, after it listed the sessions:
+		// it drains itself.
+		go c.retireSession(cs)
+	}
 	go c.pingLoop(cs)
 	stop := context.AfterFunc(ctx, func() { cs.mux.Close() })
 	served := make(chan struct{})
@@ -580,6 +585,13 @@ func (c *Client) Drain(ctx context.Context) error {
 			}
 		}
 		cs.mux.Close()
+	}
+	// Sessions that came up during the drain retire themselves; wait for them.
+	for _, cs := range c.sessions() {
+		select {
+		case <-cs.mux.CloseChan():
+		case <-ctx.Done():
+		}
 	}
 	if err == nil {
 		err = ctx.Err()
