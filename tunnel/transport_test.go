@@ -52,7 +52,7 @@ func ladderClient(t *testing.T, p *testPKI, tcpPort, httpsPort int, retry time.D
 		&HTTPS{Host: "127.0.0.1", Port: func(int) int { return httpsPort }, TLS: tlsCfg},
 	}
 	c, err := NewClient(ClientConfig{Name: "cp1", Site: testSite, Routes: []Route{mpRoute}, Host: "127.0.0.1", Instances: 1,
-		Transports: transports, TLS: tlsCfg, PingInterval: 50 * time.Millisecond, RetryPreferred: retry,
+		Transports: transports, TLS: tlsCfg, PingInterval: 50 * time.Millisecond, PingTimeout: 5 * time.Second, RetryPreferred: retry,
 		Backoff: Backoff{Initial: 10 * time.Millisecond, RecentCap: 50 * time.Millisecond, Cap: 50 * time.Millisecond, RecentWindow: time.Minute}}, handler)
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func TestHTTPSTransportCarriesTheSession(t *testing.T) {
 
 func TestLadderMovesBackUpWithoutCuttingStreams(t *testing.T) {
 	p := newTestPKI(t, "cp1")
-	srv, err := NewServer(ServerConfig{Instance: 0, Instances: 1, TLS: p.serverTLS(t), Allow: staticAllow{}, PingInterval: 50 * time.Millisecond})
+	srv, err := NewServer(ServerConfig{Instance: 0, Instances: 1, TLS: p.serverTLS(t), Allow: staticAllow{}, PingInterval: 50 * time.Millisecond, PingTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
