@@ -79,11 +79,12 @@ type Manifest struct {
 
 // GatewayEntry is one gateway instance of the demo.
 type GatewayEntry struct {
-	Instance  int    `json:"instance"`
-	ClientURL string `json:"client_url"`
-	AdminURL  string `json:"admin_url"`
-	TunnelTCP string `json:"tunnel_tcp"`
-	Config    string `json:"config"`
+	Instance    int    `json:"instance"`
+	ClientURL   string `json:"client_url"`
+	AdminURL    string `json:"admin_url"`
+	TunnelTCP   string `json:"tunnel_tcp"`
+	TunnelHTTPS string `json:"tunnel_https"`
+	Config      string `json:"config"`
 }
 
 // ConnectorEntry is one connector of the demo.
@@ -190,11 +191,12 @@ func newManifest(dir string, base int, pd pki.Dir) *Manifest {
 	}
 	for i := 0; i < Instances; i++ {
 		m.Gateways = append(m.Gateways, GatewayEntry{
-			Instance:  i,
-			ClientURL: fmt.Sprintf("https://%s:%d", host, base+offDevice+i),
-			AdminURL:  fmt.Sprintf("http://%s:%d", host, base+offGatewayAdmin+i),
-			TunnelTCP: fmt.Sprintf("%s:%d", host, base+offTCPTunnel+i),
-			Config:    filepath.Join(dir, fmt.Sprintf("gateway-%d.yaml", i)),
+			Instance:    i,
+			ClientURL:   fmt.Sprintf("https://%s:%d", host, base+offDevice+i),
+			AdminURL:    fmt.Sprintf("http://%s:%d", host, base+offGatewayAdmin+i),
+			TunnelTCP:   fmt.Sprintf("%s:%d", host, base+offTCPTunnel+i),
+			TunnelHTTPS: fmt.Sprintf("%s:%d", host, base+offHTTPSTunnel+i),
+			Config:      filepath.Join(dir, fmt.Sprintf("gateway-%d.yaml", i)),
 		})
 	}
 	for j, n := range Connectors {
@@ -225,6 +227,9 @@ func GatewayConfig(m *Manifest, i int) gateway.Config {
 	}
 	identityConfig(m, &cfg)
 	cfg.Tunnel.Listen = fmt.Sprintf("%s:%d", host, m.PortBase+offTCPTunnel+i)
+	cfg.Tunnel.HTTPSListen = fmt.Sprintf("%s:%d", host, m.PortBase+offHTTPSTunnel+i)
+	// Nothing balances the demo's instances: stop at once, finishing requests.
+	cfg.Drain = gateway.DrainConfig{Delay: 0, Grace: 10 * time.Second}
 	cfg.Tunnel.ConnectorCAs = []string{pd.Path(pki.ConnectorCACert)}
 	cfg.Admin = admin.Config{Listen: fmt.Sprintf("%s:%d", host, m.PortBase+offGatewayAdmin+i), Pprof: true}
 	// The distinct-device sketches survive restarts. Their key also keys the
@@ -257,6 +262,11 @@ func ConnectorConfig(m *Manifest, j int) connector.Config {
 		TCPPortBase: m.PortBase + offTCPTunnel,
 		CAFiles:     []string{pd.Path(pki.RootCert)},
 	}
+	cfg.Gateway.HTTPSPortBase = m.PortBase + offHTTPSTunnel
+	cfg.Gateway.HTTPSPort = m.PortBase + offDevice
+	cfg.Gateway.Transports = connector.DefaultConfig().Gateway.Transports
+	cfg.Gateway.ConnectTimeout = connector.DefaultConnectTimeout
+	cfg.Gateway.RetryPreferred = tunnel.DefaultRetryPreferred
 	cfg.TLS = connector.TLSConfig{CertFile: pd.Path(pki.ConnectorCert(name)), KeyFile: pd.Path(pki.ConnectorKey(name))}
 	both := []string{tunnel.AuthMutual, tunnel.AuthServer}
 	cfg.Roles = []connector.RoleConfig{

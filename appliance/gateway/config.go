@@ -37,6 +37,10 @@ type Config struct {
 	Cost      cost.Config      `yaml:"cost"`
 	Tracing   tracing.Config   `yaml:"tracing"`
 	Profiling profiling.Config `yaml:"profiling"`
+	// Drain is how a stopping instance leaves the service (drain.go).
+	Drain DrainConfig `yaml:"drain"`
+	// ProxyProtocol is PROXY protocol v2 from the load balancers (proxyproto.go).
+	ProxyProtocol ProxyProtocolConfig `yaml:"proxy_protocol"`
 	// Sites is the allow-list: per site, the roles it may route and the
 	// connectors allowed to serve them.
 	Sites []SiteConfig `yaml:"sites"`
@@ -72,6 +76,10 @@ type ClientConfig struct {
 type TunnelConfig struct {
 	// Listen is the TCP-TLS tunnel address. Default ":<10140+instance>".
 	Listen string `yaml:"listen"`
+	// HTTPSListen is the HTTPS tunnel address. Default ":<10124+instance>" when
+	// the service has several instances; with one, the HTTPS transport shares
+	// the client listener. "none" turns the dedicated listener off.
+	HTTPSListen string `yaml:"https_listen,omitempty"`
 	// ConnectorCAs are PEM files of the CAs that issue connector certificates.
 	ConnectorCAs []string `yaml:"connector_cas"`
 	// CertFile and KeyFile are the certificate the gateway shows connectors;
@@ -151,6 +159,7 @@ func DefaultConfig() Config {
 		Cost:      cost.DefaultConfig(),
 		Tracing:   tracing.DefaultConfig(),
 		Profiling: profiling.DefaultConfig(),
+		Drain:     DefaultDrainConfig(),
 	}
 }
 
@@ -209,6 +218,7 @@ func (c *Config) Validate() error {
 	ps.Merge("cost", c.Cost.Validate())
 	ps.Merge("tracing", c.Tracing.Validate())
 	ps.Merge("profiling", c.Profiling.Validate())
+	c.validateTransports(&ps)
 	return ps.Err()
 }
 

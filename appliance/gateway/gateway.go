@@ -72,6 +72,7 @@ type Gateway struct {
 	tunnelLn net.Listener
 	adminLn  net.Listener
 	acmeLn   net.Listener // the ACME HTTP-01 listener, when in use
+	tx       transports
 }
 
 // copyBufferSize is the body copy buffer: large enough that a download moves in
@@ -208,9 +209,15 @@ func (g *Gateway) Listen() error {
 		return fmt.Errorf("gateway: tunnel listener: %w", err)
 	}
 	g.tunnelLn = g.obs.wire.listener(g.tunnelLn, wireTunnel)
+	if err = g.listenTransports(); err != nil {
+		g.clientLn.Close()
+		g.tunnelLn.Close()
+		return err
+	}
 	if g.adminLn, err = g.adm.Listen(); err != nil {
 		g.clientLn.Close()
 		g.tunnelLn.Close()
+		g.closeTransports()
 		return fmt.Errorf("gateway: %w", err)
 	}
 	if g.acme != nil && g.cfg.Client.ACME.Challenge == ChallengeHTTP01 {
@@ -249,6 +256,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	tctx, cancelTunnel := context.WithCancel(context.Background())
 	defer cancelTunnel()
 	go func() { errc <- g.tun.Serve(tctx, g.tunnelLn, tunnel.TransportTCPTLS) }()
+	g.serveTransports(tctx, errc)
 	actx, cancelAdmin := context.WithCancel(context.Background())
 	defer cancelAdmin()
 	go func() { errc <- g.adm.Serve(actx, g.adminLn) }()
@@ -285,21 +293,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return runErr
 }
 
-// shutdown stops taking devices, lets requests in flight finish, tells the
-// connectors, then closes the tunnels.
-func (g *Gateway) shutdown(srv *http.Server) {
-	g.draining.Store(true)
-	g.updateReady()
-	g.tun.Drain()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		g.log.Warn("gateway: requests still in flight at the end of the grace period were cut", "err", err)
-		srv.Close()
-	}
-	g.log.Info("gateway: stopped")
-}
-
 // clientServer is the device-facing HTTPS server.
 func (g *Gateway) clientServer() *http.Server {
 	minV, _ := tlsVersion(g.cfg.Client.MinTLSVersion)
@@ -323,7 +316,7 @@ func (g *Gateway) clientServer() *http.Server {
 		tlsCfg.ClientAuth = tls.RequestClientCert
 		tlsCfg.ClientCAs = v.Roots()
 	}
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           g,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: g.cfg.Client.ReadHeaderTimeout,
@@ -333,6 +326,8 @@ func (g *Gateway) clientServer() *http.Server {
 		ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return auth.WithConnCache(ctx) },
 		ConnState:         g.connState,
 	}
+	g.shareClientListener(srv)
+	return srv
 }
 
 func (g *Gateway) connState(c net.Conn, s http.ConnState) {
