@@ -138,6 +138,9 @@ func newEnv(t *testing.T, opts envOptions) *env {
 
 func (e *env) logger(name string) *slogLogger {
 	l := newTestLogger(e.t, name)
+	if e.logs == nil {
+		e.logs = map[string]string{}
+	}
 	e.logs[name] = l.path
 	return l
 }
