@@ -90,6 +90,7 @@ func TestDashcheckRefusesInvalidDashboards(t *testing.T) {
 		}, "unexpected field 'exprs'"},
 		{"wrong type", func(d map[string]any) { d["graphTooltip"] = "shared" }, "graphTooltip"},
 		{"unknown dashboard field", func(d map[string]any) { d["refreshh"] = "1m" }, "unexpected field 'refreshh'"},
+		{"panel type whose options are not checked", func(d map[string]any) { panelAt(d, 1)["type"] = "piechart" }, `"piechart" is not a panel type dashcheck checks`},
 	}
 	dir := t.TempDir()
 	for _, tc := range tests {
