@@ -2,6 +2,7 @@ package dashboards
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -237,18 +238,36 @@ var targetLabels = map[string]bool{"instance": true, "job": true}
 // `up`), with every label matched or grouped on; a pending name is reported, and
 // a pending name that is exported after all fails.
 func checkNames(t *testing.T, exprs []expression, rec map[string]string, inv inventory) {
+	selectors := 0
+	for _, e := range exprs {
+		info, _ := analyze(e.expr)
+		selectors += len(info.selectors)
+	}
+	if selectors < 100 {
+		t.Errorf("found only %d metric selectors in the dashboards and rules: the extraction is broken", selectors)
+	}
+	problems, pending := nameProblems(exprs, rec, inv, pendingMetrics)
+	for _, p := range problems {
+		t.Error(p)
+	}
+	for _, p := range pending {
+		t.Log(p)
+	}
+}
+
+// nameProblems is checkNames's work: what is wrong, and what is pending.
+func nameProblems(exprs []expression, rec map[string]string, inv inventory, pendingMetrics map[string]string) (problems, pending []string) {
+	errorf := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 	used := map[string]bool{}
 	pendingUsed := map[string][]string{}
-	names := 0
 	for _, e := range exprs {
 		info, err := analyze(e.expr)
 		if err != nil {
-			t.Errorf("%s: %q: %v", e.where, e.expr, err)
+			errorf("%s: %q: %v", e.where, e.expr, err)
 			continue
 		}
 		var exported []string // exported metrics behind this expression
 		for _, s := range info.selectors {
-			names++
 			used[s.metric] = true
 			for _, in := range inputs(s.metric, rec) {
 				used[in] = true
@@ -262,13 +281,13 @@ func checkNames(t *testing.T, exprs []expression, rec map[string]string, inv inv
 			case rec[s.metric] != "":
 				continue
 			case strings.Contains(s.metric, ":"):
-				t.Errorf("%s: %s looks like a recorded series, but no recording rule makes it", e.where, s.metric)
+				errorf("%s: %s looks like a recorded series, but no recording rule makes it", e.where, s.metric)
 				continue
 			case inv[s.metric] == nil && pendingMetrics[s.metric] != "":
 				pendingUsed[s.metric] = append(pendingUsed[s.metric], e.where)
 				continue
 			case inv[s.metric] == nil:
-				t.Errorf("%s: metric %s is not on any gateway's or connector's /metrics (and not pending)", e.where, s.metric)
+				errorf("%s: metric %s is not on any gateway's or connector's /metrics (and not pending)", e.where, s.metric)
 				continue
 			}
 			for _, m := range s.matchers {
@@ -278,9 +297,9 @@ func checkNames(t *testing.T, exprs []expression, rec map[string]string, inv inv
 				vals := inv[s.metric][m.label]
 				switch {
 				case vals == nil:
-					t.Errorf("%s: %s has no label %q (it has %v)", e.where, s.metric, m.label, sortedKeys(inv[s.metric]))
+					errorf("%s: %s has no label %q (it has %v)", e.where, s.metric, m.label, sortedKeys(inv[s.metric]))
 				case m.op == "=" && !strings.Contains(m.value, "$") && !vals[m.value]:
-					t.Errorf("%s: %s{%s=%q}: the appliance exports no such value (it has %v)", e.where, s.metric, m.label, m.value, sortedKeys(vals))
+					errorf("%s: %s{%s=%q}: the appliance exports no such value (it has %v)", e.where, s.metric, m.label, m.value, sortedKeys(vals))
 				}
 			}
 		}
@@ -293,23 +312,21 @@ func checkNames(t *testing.T, exprs []expression, rec map[string]string, inv inv
 				found = found || inv[m][g] != nil
 			}
 			if !found {
-				t.Errorf("%s: groups or matches on label %q, which none of %v has", e.where, g, exported)
+				errorf("%s: groups or matches on label %q, which none of %v has", e.where, g, exported)
 			}
 		}
-	}
-	if names < 100 {
-		t.Errorf("found only %d metric selectors in the dashboards and rules: the extraction is broken", names)
 	}
 	for _, name := range sortedKeys(pendingMetrics) {
 		switch {
 		case inv[name] != nil:
-			t.Errorf("pending metric %s is exported now: delete it from pendingMetrics in pending_test.go", name)
+			errorf("pending metric %s is exported now: delete it from pendingMetrics in pending_test.go", name)
 		case !used[name]:
-			t.Errorf("pending metric %s is used by no dashboard or rule: delete it from pendingMetrics", name)
+			errorf("pending metric %s is used by no dashboard or rule: delete it from pendingMetrics", name)
 		default:
-			t.Logf("PENDING metric %s (%s), used by %d expressions", name, pendingMetrics[name], len(pendingUsed[name]))
+			pending = append(pending, fmt.Sprintf("PENDING metric %s (%s), used by %d expressions", name, pendingMetrics[name], len(pendingUsed[name])))
 		}
 	}
+	return problems, pending
 }
 
 // grafanaRateInterval is Grafana's $__rate_interval for the test's data source:
@@ -364,6 +381,12 @@ type panelResult struct {
 // against Prometheus, until each query that must return data does (or a minute
 // passes). A query Prometheus refuses fails at once.
 func checkPanels(t *testing.T, p *promServer, dashes []dashboard, rec map[string]string) {
+	// A query Prometheus cannot parse must come back as an error, or a broken
+	// panel would pass as merely empty.
+	var ae *apiError
+	if _, err := p.series(`sum(rate(cmg_gateway_requests_total[5m])`, false); !errors.As(err, &ae) || ae.typ != "bad_data" {
+		t.Fatalf("an unparsable query: got %v, want a bad_data error", err)
+	}
 	listed := map[string]bool{}
 	var results map[string]*panelResult
 	var emptyVars []string
@@ -518,5 +541,52 @@ func checkRules(t *testing.T, p *promServer, rules []rule) {
 			}
 			return n > 0
 		})
+	}
+}
+
+func TestNameProblems(t *testing.T) {
+	inv := inventory{
+		"cmg_gateway_requests_total": {"role": {"management_point": true}, "code": {"200": true}},
+		"cmg_tunnel_sessions":        {"connector": {"cp1": true}, "transport": {"tcp_tls": true}},
+		"cmg_exported_pending":       {},
+	}
+	rec := map[string]string{"job:x:sum": "sum without (instance) (cmg_gateway_requests_total)"}
+	pending := map[string]string{"cmg_later_total": "later", "cmg_exported_pending": "now", "cmg_unused": "nobody"}
+	tests := []struct {
+		name, expr string
+		want       string // a problem containing this; "" for none
+	}{
+		{"exported with its labels", `sum by (role) (rate(cmg_gateway_requests_total{role="management_point", instance=~"$instance"}[5m]))`, ""},
+		{"recorded and up", `job:x:sum / up`, ""},
+		{"pending", `rate(cmg_later_total[5m])`, ""},
+		{"missing metric", `cmg_gateway_request_total`, "cmg_gateway_request_total is not on any"},
+		{"missing label", `cmg_tunnel_sessions{gateway="x"}`, `has no label "gateway"`},
+		{"missing label value", `cmg_tunnel_sessions{transport="quic"}`, `exports no such value`},
+		{"grouping on a missing label", `sum by (site_name) (cmg_tunnel_sessions)`, `label "site_name"`},
+		{"unrecorded rule name", `job:y:sum`, "no recording rule makes it"},
+		{"regex values are not checked", `cmg_tunnel_sessions{transport=~"https|https_proxy"}`, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			problems, _ := nameProblems([]expression{{where: "x", expr: tc.expr}, {where: "y", expr: "cmg_later_total"}}, rec, inv, pending)
+			var got []string
+			for _, p := range problems {
+				if !strings.Contains(p, "pending metric") {
+					got = append(got, p)
+				}
+			}
+			switch {
+			case tc.want == "" && len(got) > 0:
+				t.Errorf("got problems %q, want none", got)
+			case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want)):
+				t.Errorf("got problems %q, want one containing %q", got, tc.want)
+			}
+		})
+	}
+	problems, _ := nameProblems([]expression{{where: "x", expr: "cmg_later_total"}}, rec, inv, pending)
+	for _, want := range []string{"cmg_exported_pending is exported now", "cmg_unused is used by no dashboard"} {
+		if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, want) }) {
+			t.Errorf("got problems %q, want one containing %q", problems, want)
+		}
 	}
 }
