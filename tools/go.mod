@@ -5,7 +5,12 @@ go 1.26.0
 // Pinned Go tools the tests use, kept out of the product's go.mod.
 // Build one with: go -C tools build -o ../bin/<name> <package>
 
-tool go.opentelemetry.io/collector/cmd/builder
+tool (
+	github.com/cmg-gateway/cmg/tools/dashcheck
+	go.opentelemetry.io/collector/cmd/builder
+)
+
+require github.com/grafana/grafana-foundation-sdk/go v0.0.22
 
 require (
 	github.com/fsnotify/fsnotify v1.9.0 // indirect

@@ -37,6 +37,13 @@ func (m *ClientMetrics) InitInstances(n int) {
 // RegisterClientCollector exports cmg_connector_tunnel_sessions and
 // cmg_connector_tunnel_rtt_seconds from c on reg.
 func RegisterClientCollector(reg prometheus.Registerer, c *Client) error {
+	// One reconnect series per instance from the start, so increase() and rate()
+	// see the first reconnect (a series born at 1 shows no increase).
+	if m := c.cfg.Metrics; m != nil {
+		for _, in := range c.insts {
+			m.reconnects.WithLabelValues(strconv.Itoa(in.idx))
+		}
+	}
 	return reg.Register(&clientCollector{
 		c: c,
 		sessions: prometheus.NewDesc("cmg_connector_tunnel_sessions",
