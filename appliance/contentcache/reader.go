@@ -123,3 +123,26 @@ func (r *Reader) Close() error {
 	r.c.unpin(r.e)
 	return err
 }
+
+// Ready waits until the reader has a byte to read, the file is complete, or
+// its fill failed (then it returns the fill's error), so a caller can still
+// answer an error status before it commits to a response.
+func (r *Reader) Ready() error {
+	if r.f == nil {
+		return nil
+	}
+	for {
+		avail, ferr, wake := r.f.state()
+		if avail > 0 || avail == r.info.Size {
+			return nil
+		}
+		if ferr != nil {
+			return ferr
+		}
+		select {
+		case <-wake:
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		}
+	}
+}

@@ -52,6 +52,8 @@ type Gateway struct {
 	cert  *certStore
 	adm   *admin.Server
 
+	content *contentServer
+
 	hashKey  []byte
 	draining atomic.Bool
 
@@ -107,6 +109,9 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	}
 	g.adm, err = admin.New(cfg.Admin, opts.Registry, g.Ready, func() any { return g.Status() }, g.log)
 	if err != nil {
+		return nil, err
+	}
+	if g.content, err = newContentServer(g); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -256,6 +261,7 @@ func (g *Gateway) shutdown(srv *http.Server) {
 		g.log.Warn("gateway: requests still in flight at the end of the grace period were cut", "err", err)
 		srv.Close()
 	}
+	g.content.close()
 	g.log.Info("gateway: stopped")
 }
 
