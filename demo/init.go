@@ -17,6 +17,7 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/gateway"
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/pki"
+	"github.com/cmg-gateway/cmg/sitetoken"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -27,6 +28,7 @@ const (
 	Site            = "site1"
 	MPRoleID        = "72057594037927939" // 0x0100000000000003, as real RoleIDs look
 	SUPRoleID       = "72057594037927940"
+	DPRoleID        = "72057594037927941"
 	DeviceName      = "device-0001"
 	host            = "127.0.0.1"
 )
@@ -60,6 +62,12 @@ type Manifest struct {
 	ExamplePath    string            `json:"example_path"`
 	ExampleCurl    string            `json:"example_curl"`
 	ReadyFile      string            `json:"ready_file"`
+
+	// SiteKeyFile signs the site's tokens (cmg token issue -key, the simulated
+	// management point); the gateways trust SitePublicKeyFile.
+	SiteKeyFile        string `json:"site_key_file"`
+	SitePublicKeyFile  string `json:"site_public_key_file"`
+	ExampleContentPath string `json:"example_content_path"`
 }
 
 // GatewayEntry is one gateway instance of the demo.
@@ -83,6 +91,7 @@ type RolesEntry struct {
 	Listen              string `json:"listen"`
 	ManagementPoint     string `json:"management_point"`
 	SoftwareUpdatePoint string `json:"software_update_point"`
+	DistributionPoint   string `json:"distribution_point"`
 }
 
 // ManifestFile is the manifest's name in the demo directory.
@@ -101,6 +110,9 @@ func Init(dir string, portBase int) (*Manifest, error) {
 	}
 	pd := pki.Dir(filepath.Join(abs, "pki"))
 	if err := ensurePKI(pd); err != nil {
+		return nil, err
+	}
+	if err := ensureSiteKey(pd); err != nil {
 		return nil, err
 	}
 	m := newManifest(abs, portBase, pd)
@@ -142,6 +154,27 @@ func ensurePKI(pd pki.Dir) error {
 	return pki.IssueClient(pd, DeviceName, now)
 }
 
+// Site key files in the PKI directory (the names `cmg token keygen` writes).
+const (
+	siteKeyName    = "site-key.pem"
+	sitePubKeyName = "site-key.pub.pem"
+)
+
+// ensureSiteKey writes the site's token signing key unless it is there.
+func ensureSiteKey(pd pki.Dir) error {
+	if _, err := os.Stat(pd.Path(siteKeyName)); err == nil {
+		return nil
+	}
+	key, err := sitetoken.GenerateKey()
+	if err != nil {
+		return err
+	}
+	if err := sitetoken.WriteKey(pd.Path(siteKeyName), key); err != nil {
+		return err
+	}
+	return sitetoken.WritePublicKey(pd.Path(sitePubKeyName), &key.PublicKey)
+}
+
 func newManifest(dir string, base int, pd pki.Dir) *Manifest {
 	m := &Manifest{
 		Dir:            dir,
@@ -151,15 +184,20 @@ func newManifest(dir string, base int, pd pki.Dir) *Manifest {
 		ClientCertFile: pd.Path(pki.ClientCert(DeviceName)),
 		ClientKeyFile:  pd.Path(pki.ClientKey(DeviceName)),
 		Site:           Site,
-		RoleIDs:        map[string]string{string(tunnel.ManagementPoint): MPRoleID, string(tunnel.SoftwareUpdatePoint): SUPRoleID},
-		ExamplePath:    "/CCM_Proxy_MutualAuth/" + MPRoleID + "/SMS_MP/.sms_aut?MPLIST",
-		ReadyFile:      filepath.Join(dir, "ready"),
+		RoleIDs: map[string]string{string(tunnel.ManagementPoint): MPRoleID, string(tunnel.SoftwareUpdatePoint): SUPRoleID,
+			string(tunnel.DistributionPoint): DPRoleID},
+		ExamplePath:        "/CCM_Proxy_MutualAuth/" + MPRoleID + "/SMS_MP/.sms_aut?MPLIST",
+		ReadyFile:          filepath.Join(dir, "ready"),
+		SiteKeyFile:        pd.Path(siteKeyName),
+		SitePublicKeyFile:  pd.Path(sitePubKeyName),
+		ExampleContentPath: "/cmg/v1/content/CMG00001/1/setup.exe",
 	}
 	rolesAddr := fmt.Sprintf("%s:%d", host, base+offRoles)
 	m.Roles = RolesEntry{
 		Listen:              rolesAddr,
 		ManagementPoint:     "http://" + rolesAddr + "/mp",
 		SoftwareUpdatePoint: "http://" + rolesAddr + "/sup",
+		DistributionPoint:   "http://" + rolesAddr + "/dp",
 	}
 	for i := 0; i < Instances; i++ {
 		m.Gateways = append(m.Gateways, GatewayEntry{
@@ -205,8 +243,12 @@ func GatewayConfig(m *Manifest, i int) gateway.Config {
 		Roles: []gateway.RoleConfig{
 			{ID: MPRoleID, Kind: tunnel.ManagementPoint},
 			{ID: SUPRoleID, Kind: tunnel.SoftwareUpdatePoint},
+			{ID: DPRoleID, Kind: tunnel.DistributionPoint},
 		},
 	}}
+	cfg.Auth.Tokens.Site.Keys = []auth.SiteKeyConfig{{Site: Site, File: m.SitePublicKeyFile}}
+	cfg.Content.Cache.Dir = filepath.Join(m.Dir, fmt.Sprintf("content-cache-%d", i))
+	cfg.Content.Cache.MaxBytes = 2 << 30
 	return cfg
 }
 
@@ -230,6 +272,8 @@ func ConnectorConfig(m *Manifest, j int) connector.Config {
 			Timeout: connector.DefaultRoleTimeout, HealthURL: m.Roles.ManagementPoint + "/healthz"},
 		{ID: SUPRoleID, Kind: tunnel.SoftwareUpdatePoint, URL: m.Roles.SoftwareUpdatePoint, Auth: both,
 			Timeout: connector.DefaultRoleTimeout, HealthURL: m.Roles.SoftwareUpdatePoint + "/healthz"},
+		{ID: DPRoleID, Kind: tunnel.DistributionPoint, URL: m.Roles.DistributionPoint, Auth: []string{tunnel.AuthServer},
+			Timeout: connector.DefaultRoleTimeout, HealthURL: m.Roles.DistributionPoint + "/healthz"},
 	}
 	cfg.Health.Interval = 2 * time.Second
 	cfg.Admin = admin.Config{Listen: fmt.Sprintf("%s:%d", host, m.PortBase+offConnAdmin+j), Pprof: true}

@@ -17,6 +17,7 @@ import (
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/loadtest/roles"
 	"github.com/cmg-gateway/cmg/metrics"
+	"github.com/cmg-gateway/cmg/sitetoken"
 )
 
 // RunOptions configure Run.
@@ -45,7 +46,11 @@ func Run(ctx context.Context, opts RunOptions) error {
 	logs := &logFiles{dir: filepath.Join(m.Dir, "logs"), w: opts.Logs, level: opts.LogLevel}
 	defer logs.close()
 
-	rolesSrv, err := roles.New(roles.DefaultConfig(), logs.logger("roles"))
+	iss, err := SiteIssuer(m)
+	if err != nil {
+		return err
+	}
+	rolesSrv, err := roles.New(roles.DefaultConfig(), logs.logger("roles"), roles.WithContentTokens(iss))
 	if err != nil {
 		return err
 	}
@@ -161,7 +166,12 @@ func printBanner(w io.Writer, m *Manifest) {
 		fmt.Fprintf(w, "  connector %s  admin %s/api/v1/status\n", c.Name, c.AdminURL)
 	}
 	fmt.Fprintf(w, "  roles       %s (MP %s, SUP %s)\n\n", m.Roles.Listen, m.Roles.ManagementPoint, m.Roles.SoftwareUpdatePoint)
-	fmt.Fprintf(w, "Try it:\n  %s\n\nLogs are in %s. Stop with Ctrl-C.\n", m.ExampleCurl, filepath.Join(m.Dir, "logs"))
+	fmt.Fprintf(w, "Try it:\n  %s\n\n", m.ExampleCurl)
+	fmt.Fprintf(w, "Content (a 24 h content token from the site key, then a download):\n"+
+		"  TOKEN=$(cmg token issue -key %s -site %s -kind content -subject %s -package CMG00001)\n"+
+		"  curl --cacert %s -H \"Authorization: Bearer $TOKEN\" -o setup.exe '%s%s'\n\n",
+		m.SiteKeyFile, m.Site, DeviceName, m.CAFile, m.Gateways[0].ClientURL, m.ExampleContentPath)
+	fmt.Fprintf(w, "Logs are in %s. Stop with Ctrl-C.\n", filepath.Join(m.Dir, "logs"))
 }
 
 // logFiles gives each part of the demo its own JSON log.
@@ -199,4 +209,13 @@ func (l *logFiles) close() {
 	for _, f := range l.files {
 		f.Close()
 	}
+}
+
+// SiteIssuer is the demo site's token issuer (its key is in the PKI directory).
+func SiteIssuer(m *Manifest) (*sitetoken.Issuer, error) {
+	key, err := sitetoken.LoadKey(m.SiteKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	return sitetoken.NewIssuer(key, "", m.Site)
 }

@@ -94,6 +94,8 @@ type envOptions struct {
 	connector func(j int, c *connector.Config)
 	// connectors is how many of the demo's connectors to start (default 2).
 	connectors int
+	// roles tweaks the simulated roles' configuration.
+	roles func(c *roles.Config)
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -104,7 +106,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	}
 	e := &env{t: t, m: m}
 	t.Cleanup(e.stopAll)
-	e.startRoles()
+	e.startRoles(opts.roles)
 	for i := range m.Gateways {
 		cfg := demo.GatewayConfig(m, i)
 		if opts.gateway != nil {
@@ -132,8 +134,16 @@ func newEnv(t *testing.T, opts envOptions) *env {
 
 func (e *env) logger(name string) *slogLogger { return newTestLogger(e.t, name) }
 
-func (e *env) startRoles() {
-	srv, err := roles.New(roles.DefaultConfig(), e.logger("roles").Logger)
+func (e *env) startRoles(tweak func(*roles.Config)) {
+	cfg := roles.DefaultConfig()
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	iss, err := demo.SiteIssuer(e.m)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv, err := roles.New(cfg, e.logger("roles").Logger, roles.WithContentTokens(iss))
 	if err != nil {
 		e.t.Fatal(err)
 	}

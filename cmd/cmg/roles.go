@@ -10,6 +10,7 @@ import (
 
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/loadtest/roles"
+	"github.com/cmg-gateway/cmg/sitetoken"
 )
 
 // runRoles is `cmg loadtest roles`: the simulated management point and software
@@ -18,10 +19,13 @@ func runRoles(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("loadtest roles", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "listen on this `address` (host:port)")
-	config := fs.String("config", "", "optional YAML `file` of roles.Config (seed, site, tls, sizes)")
+	config := fs.String("config", "", "optional YAML `file` of roles.Config (seed, site, tls, sizes, distribution_point)")
+	siteKey := fs.String("site-key", "", "the site signing key `FILE`: the management point then issues content tokens (GET /mp/cmg-content-token?package=P)")
+	site := fs.String("site", "site1", "the `SITE` the content tokens are for")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: cmg loadtest roles [-listen ADDR] [-config FILE]\n\n"+
-			"Runs the simulated management point (under /mp/) and software update point (under /sup/)\n"+
+			"Runs the simulated management point (under /mp/), software update point (under /sup/) and\n"+
+			"distribution point (under /dp/)\n"+
 			"until interrupted. GET /roles/stats shows requests and bytes per role.\n\nflags:")
 		fs.PrintDefaults()
 	}
@@ -40,7 +44,16 @@ func runRoles(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	srv, err := roles.New(cfg, logger)
+	var opts []roles.Option
+	if *siteKey != "" {
+		iss, err := contentIssuer(*siteKey, *site)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest roles: %v\n", err)
+			return 1
+		}
+		opts = append(opts, roles.WithContentTokens(iss))
+	}
+	srv, err := roles.New(cfg, logger, opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -55,10 +68,18 @@ func runRoles(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		scheme = "https"
 	}
 	base := scheme + "://" + ln.Addr().String()
-	fmt.Fprintf(stdout, "management point:      %s/mp\nsoftware update point: %s/sup\nstats:                 %s/roles/stats\n", base, base, base)
+	fmt.Fprintf(stdout, "management point:      %s/mp\nsoftware update point: %s/sup\ndistribution point:    %s/dp\nstats:                 %s/roles/stats\n", base, base, base, base)
 	if err := srv.Run(ctx, ln); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	return 0
+}
+
+func contentIssuer(keyFile, site string) (*sitetoken.Issuer, error) {
+	key, err := sitetoken.LoadKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return sitetoken.NewIssuer(key, "", site)
 }
