@@ -1,14 +1,14 @@
 package e2e
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +18,6 @@ import (
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/contentmanifest"
 	"github.com/cmg-gateway/cmg/demo"
-	"github.com/cmg-gateway/cmg/loadtest/contentclient"
 	"github.com/cmg-gateway/cmg/loadtest/roles"
 	"github.com/cmg-gateway/cmg/sitetoken"
 )
@@ -104,26 +103,40 @@ func TestContent200DevicesOneFetch(t *testing.T) {
 	before := scrape(t, e.m.Gateways[0].AdminURL)
 	rssBefore := gws[0].peakRSS()
 
+	// Each device is a curl process (its own TLS connection), all started at
+	// once against a cold cache; the test hashes what each one receives.
 	const devices = 200
 	var wg sync.WaitGroup
 	errs := make([]error, devices)
+	ttfb := make([]float64, devices)
+	total := make([]float64, devices)
 	start := time.Now()
 	for i := 0; i < devices; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// Each device its own TLS connection, downloading in 1 MiB ranges.
-			tr := deviceClient(t, e.m, false).Transport.(*http.Transport).Clone()
-			defer tr.CloseIdleConnections()
-			c := &contentclient.Client{HTTP: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}
-			h := sha256.New()
-			j := &contentclient.Job{URL: url, Token: tok}
-			if err := c.Download(context.Background(), j, h); err != nil {
+			cmd := exec.Command("curl", "-sS", "--http1.1", "--fail", "--cacert", e.m.CAFile, "-H", "Authorization: Bearer "+tok,
+				"-w", "%{stderr}timing %{time_starttransfer} %{time_total}\n", url)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
 				errs[i] = err
 				return
 			}
-			if got := hex.EncodeToString(h.Sum(nil)); got != want || j.Done != pkg.size {
-				errs[i] = fmt.Errorf("got %d bytes with sha256 %s, want %d with %s", j.Done, got, pkg.size, want)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				errs[i] = err
+				return
+			}
+			h := sha256.New()
+			n, _ := io.Copy(h, stdout)
+			if err := cmd.Wait(); err != nil {
+				errs[i] = fmt.Errorf("curl: %v %s", err, stderr.String())
+				return
+			}
+			_, _ = fmt.Sscanf(stderr.String(), "timing %g %g", &ttfb[i], &total[i])
+			if got := hex.EncodeToString(h.Sum(nil)); got != want || n != pkg.size {
+				errs[i] = fmt.Errorf("got %d bytes with sha256 %s, want %d with %s", n, got, pkg.size, want)
 			}
 		}()
 	}
@@ -147,7 +160,7 @@ func TestContent200DevicesOneFetch(t *testing.T) {
 	rss := gws[0].peakRSS()
 	fromConnector := delta("cmg_gateway_ingress_bytes_total", "peer", "connector", "role", "distribution_point")
 	served := delta("cmg_content_served_bytes_total")
-	t.Logf("%d devices x %s in %v (%.0f MB/s served): %d failed", devices, mib(pkg.size), took.Round(time.Millisecond),
+	t.Logf("%d devices (curl) x %s in %v (%.0f MB/s served): %d failed", devices, mib(pkg.size), took.Round(time.Millisecond),
 		served/took.Seconds()/1e6, failed)
 	t.Logf("the distribution point sent %s in %d file requests (%s on its socket); the gateway read %s from connectors for role distribution_point",
 		mib(int64(dp.BodyBytesSent)), st.Kinds["dp.file"], mib(int64(dp.WireBytesSent)), mib(int64(fromConnector)))
@@ -155,6 +168,10 @@ func TestContent200DevicesOneFetch(t *testing.T) {
 		delta("cmg_content_requests_total", "result", "hit"), delta("cmg_content_requests_total", "result", "miss"),
 		delta("cmg_content_requests_total", "result", "error"),
 		mib(int64(delta("cmg_content_served_bytes_total", "source", "cache"))), mib(int64(delta("cmg_content_served_bytes_total", "source", "tunnel"))))
+	sort.Float64s(ttfb)
+	sort.Float64s(total)
+	t.Logf("per device: first byte after %.2fs median, %.2fs max; whole file after %.1fs median, %.1fs max",
+		ttfb[devices/2], ttfb[devices-1], total[devices/2], total[devices-1])
 	t.Logf("gateway 0 peak RSS: %s after start, %s after serving %s", mib(rssBefore), mib(rss), mib(int64(served)))
 	if wire := "cmg_gateway_wire_ingress_bytes_total"; after[wire] != nil {
 		in := delta(wire, "listener", "tunnel")
