@@ -340,7 +340,7 @@ func (c *Cache) Fill(ctx context.Context, k Key, info Info, fetch Fetcher) (*Rea
 		c.mu.Unlock()
 		return nil, fmt.Errorf("contentcache: %w", err)
 	}
-	f := &fill{c: c, id: id, info: info, acct: acct, tmp: file.Name(), file: file, refs: 2, wake: make(chan struct{})}
+	f := &fill{c: c, key: k, id: id, info: info, acct: acct, tmp: file.Name(), file: file, refs: 2, wake: make(chan struct{})}
 	c.fills[id] = f
 	c.mu.Unlock()
 	c.wg.Add(1)

@@ -16,6 +16,7 @@ import (
 // fill is one file being fetched into the cache.
 type fill struct {
 	c    *Cache
+	key  Key
 	id   string
 	info Info
 	acct int64
@@ -46,20 +47,29 @@ func (f *fill) run(fetch Fetcher) {
 	err := f.download(fetch)
 	if err == nil {
 		f.finish(nil) // the readers may have the whole file now
-		err = f.commit()
-		if err != nil {
-			f.c.log.Error("contentcache: cannot keep a verified file; it was served but not cached", "file", f.id, "err", err)
+		if err = f.commit(); err != nil {
+			f.forget()
+			f.c.log.Error("contentcache: cannot keep a verified file; it was served but not cached", f.logAttrs(err)...)
 		}
-	} else {
-		f.finish(err)
-		f.c.log.Warn("contentcache: fetch failed; nothing was cached", "file", f.id, "size", f.info.Size, "err", err)
+		return
 	}
-	if err != nil {
-		_ = os.Remove(f.tmp)
-		f.c.mu.Lock()
-		delete(f.c.fills, f.id)
-		f.c.mu.Unlock()
-	}
+	// Forgotten first, so that a request arriving now starts a new fill
+	// rather than joining this failed one.
+	f.forget()
+	f.finish(err)
+	f.c.log.Warn("contentcache: fetch failed; nothing was cached", f.logAttrs(err)...)
+}
+
+// forget deletes the temporary file and takes the fill out of the index.
+func (f *fill) forget() {
+	_ = os.Remove(f.tmp)
+	f.c.mu.Lock()
+	delete(f.c.fills, f.id)
+	f.c.mu.Unlock()
+}
+
+func (f *fill) logAttrs(err error) []any {
+	return []any{"site", f.key.Site, "package", f.key.Package, "version", f.key.Version, "file", f.key.File, "size", f.info.Size, "err", err}
 }
 
 // download fetches the whole file into the temporary file, resuming a broken

@@ -248,13 +248,25 @@ func (cs *contentServer) serveReader(x *exchange, rd *contentcache.Reader, src i
 	defer rd.Close()
 	setContentHeaders(x, rd.Info())
 	if err := rd.Ready(); err != nil {
-		cs.g.fail(x, fillError(x, err))
+		cs.fail(x, fillError(x, err))
 		return
 	}
 	http.ServeContent(cs.writer(x, src), x.r, "", time.Time{}, rd)
 	if err := rd.Err(); err != nil && x.reason == "" {
-		cs.g.fail(x, fillError(x, err))
+		cs.fail(x, fillError(x, err))
 	}
+}
+
+// fail answers an error once content headers may have been set.
+func (cs *contentServer) fail(x *exchange, e *httperror.Error) {
+	if !x.w.wroteHeader {
+		h := x.w.Header()
+		h.Del("ETag")
+		h.Del("Accept-Ranges")
+		h.Del("Content-Range")
+		h.Del("Content-Length")
+	}
+	cs.g.fail(x, e)
 }
 
 // fillError is the device's error for a failed read of a cache reader.

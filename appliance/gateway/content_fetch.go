@@ -412,19 +412,19 @@ func (cs *contentServer) passThrough(x *exchange, dps []*allowedRole, key conten
 	}
 	resp, err := cs.get(r.Context(), x.id, dps, contentmanifest.FilePath(key.Package, key.Version, key.File), rangeHdr)
 	if err != nil {
-		g.fail(x, httperror.As(err, httperror.BackendUnavailable))
+		cs.fail(x, httperror.As(err, httperror.BackendUnavailable))
 		return
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 		if resp.ContentLength != info.Size {
-			g.fail(x, httperror.New(httperror.BackendUnavailable, "the distribution point's file is not the size its manifest says"))
+			cs.fail(x, httperror.New(httperror.BackendUnavailable, "the distribution point's file is not the size its manifest says"))
 			return
 		}
 	case http.StatusPartialContent, http.StatusRequestedRangeNotSatisfiable:
 	default:
-		g.fail(x, httperror.New(httperror.BackendUnavailable, fmt.Sprintf("the distribution point answered %d for a file its manifest lists", resp.StatusCode)))
+		cs.fail(x, httperror.New(httperror.BackendUnavailable, fmt.Sprintf("the distribution point answered %d for a file its manifest lists", resp.StatusCode)))
 		return
 	}
 	h := x.w.Header()
