@@ -83,6 +83,10 @@ type LogConfig struct {
 // SiteConfig is one site of the allow-list.
 type SiteConfig struct {
 	Name string `yaml:"name"`
+	// Code is the `site` claim of the site's tokens (its site code, as PS1),
+	// when it is not Name: a content token's site names the site whose
+	// distribution point serves the file.
+	Code string `yaml:"code,omitempty"`
 	// Connectors are the connector names allowed to serve this site's roles.
 	Connectors []string     `yaml:"connectors"`
 	Roles      []RoleConfig `yaml:"roles"`
@@ -225,6 +229,9 @@ func validateSites(sites []SiteConfig, ps *configfile.Problems) {
 			ps.Addf(p+".name", "site %q is listed twice", s.Name)
 		}
 		siteNames[s.Name] = true
+		if s.Code != "" && !tunnel.ValidName(s.Code) {
+			ps.Addf(p+".code", "%q is not 1-64 letters, digits, '-' or '.'", s.Code)
+		}
 		if len(s.Connectors) == 0 {
 			ps.Addf(p+".connectors", "at least one connector name is required")
 		}

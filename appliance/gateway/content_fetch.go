@@ -39,8 +39,13 @@ type dpIndex struct {
 	bySite map[string][]*allowedRole
 }
 
-// dpRoles returns the distribution point roles of site, in RoleID order.
-func (cs *contentServer) dpRoles(site string) []*allowedRole {
+// dpRoles returns the distribution point roles of the site a token names
+// (by its code, or its name), in RoleID order.
+func (cs *contentServer) dpRoles(tokenSite string) []*allowedRole {
+	site, ok := (*cs.sites.Load())[tokenSite]
+	if !ok {
+		return nil
+	}
 	a := cs.g.allow.Load()
 	idx := cs.dps.Load()
 	if idx == nil || idx.list != a {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cmg-gateway/cmg/appliance/contentcache"
 	"github.com/cmg-gateway/cmg/contentmanifest"
+	"github.com/cmg-gateway/cmg/tunnel"
 )
 
 func TestNotModified(t *testing.T) {
@@ -176,5 +178,42 @@ func TestIsContentPath(t *testing.T) {
 		if got := isContentPath(p); got != want {
 			t.Errorf("isContentPath(%q) = %v, want %v", p, got, want)
 		}
+	}
+}
+
+func TestDPRolesBySiteCodeOrName(t *testing.T) {
+	sites := []SiteConfig{
+		{Name: "site1", Code: "PS1", Roles: []RoleConfig{
+			{ID: "3", Kind: tunnel.DistributionPoint}, {ID: "1", Kind: tunnel.ManagementPoint}, {ID: "2", Kind: tunnel.DistributionPoint}}},
+		{Name: "site2", Roles: []RoleConfig{{ID: "4", Kind: tunnel.DistributionPoint}}},
+		{Name: "site3", Roles: []RoleConfig{{ID: "5", Kind: tunnel.ManagementPoint}}},
+	}
+	g := &Gateway{}
+	g.allow.Store(newAllowList(sites))
+	cs := &contentServer{g: g}
+	cs.setSites(sites)
+	for _, tc := range []struct {
+		site string
+		want []string
+	}{
+		{"PS1", []string{"2", "3"}},
+		{"site1", nil}, // the site has a code: tokens carry it
+		{"site2", []string{"4"}},
+		{"site3", nil},
+		{"nowhere", nil},
+	} {
+		var got []string
+		for _, r := range cs.dpRoles(tc.site) {
+			got = append(got, r.ID)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("dpRoles(%q) = %v, want %v", tc.site, got, tc.want)
+		}
+	}
+	// A reload that moves a role is seen at once.
+	sites[1].Roles = append(sites[1].Roles, RoleConfig{ID: "6", Kind: tunnel.DistributionPoint})
+	g.allow.Store(newAllowList(sites))
+	if got := len(cs.dpRoles("site2")); got != 2 {
+		t.Errorf("after the reload site2 has %d DPs, want 2", got)
 	}
 }

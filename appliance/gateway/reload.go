@@ -20,7 +20,7 @@ func (g *Gateway) Reload(path string) {
 		return
 	}
 	g.allow.Store(newAllowList(cfg.Sites))
-	g.content.reload(cfg.Content)
+	g.content.reload(cfg)
 	g.m.reloads.WithLabelValues("config", "success").Inc()
 	g.log.Info("gateway: reloaded", "config", path)
 }
