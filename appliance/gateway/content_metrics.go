@@ -12,9 +12,6 @@ type contentMetrics struct {
 	served   [2]prometheus.Counter // sourceCache, sourceTunnel
 }
 
-// ContentMetricFamilies are the metric families the content endpoint exports.
-var ContentMetricFamilies = []string{"cmg_content_requests_total", "cmg_content_served_bytes_total", "cmg_content_cache_bytes"}
-
 func newContentMetrics(reg prometheus.Registerer, cache *contentcache.Cache) (*contentMetrics, error) {
 	m := &contentMetrics{}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
