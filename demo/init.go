@@ -16,8 +16,8 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/connector"
 	"github.com/cmg-gateway/cmg/appliance/gateway"
 	"github.com/cmg-gateway/cmg/configfile"
+	"github.com/cmg-gateway/cmg/metrics/cost"
 	"github.com/cmg-gateway/cmg/pki"
-	"github.com/cmg-gateway/cmg/sitetoken"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -31,7 +31,14 @@ const (
 	DPRoleID        = "72057594037927941"
 	DeviceName      = "device-0001"
 	host            = "127.0.0.1"
+	// SiteCode is the site code of the simulated management point: the `site`
+	// of the site tokens it issues and the demo site key signs for.
+	SiteCode = "PS1"
 )
+
+// DeviceHashKeyFile is the gateways' shared device-hash key, in the demo
+// directory.
+const DeviceHashKeyFile = "device-hash.key"
 
 // Connectors are the demo's connector names.
 var Connectors = []string{"cp1", "cp2"}
@@ -62,21 +69,23 @@ type Manifest struct {
 	ExamplePath    string            `json:"example_path"`
 	ExampleCurl    string            `json:"example_curl"`
 	ReadyFile      string            `json:"ready_file"`
-
-	// SiteKeyFile signs the site's tokens (cmg token issue -key, the simulated
-	// management point); the gateways trust SitePublicKeyFile.
-	SiteKeyFile        string `json:"site_key_file"`
-	SitePublicKeyFile  string `json:"site_public_key_file"`
-	ExampleContentPath string `json:"example_content_path"`
+	// SiteKeyFile signs site tokens (`cmg token issue -key`, the simulated MP's
+	// CCM_STS); SitePublicKeyFile is what the gateways verify them with.
+	SiteKeyFile       string `json:"site_key_file"`
+	SitePublicKeyFile string `json:"site_public_key_file"`
+	SiteCode          string `json:"site_code"`
+	// PolicyFile is the gateways' policy (policy.file); edit it and send SIGHUP.
+	PolicyFile string `json:"policy_file"`
 }
 
 // GatewayEntry is one gateway instance of the demo.
 type GatewayEntry struct {
-	Instance  int    `json:"instance"`
-	ClientURL string `json:"client_url"`
-	AdminURL  string `json:"admin_url"`
-	TunnelTCP string `json:"tunnel_tcp"`
-	Config    string `json:"config"`
+	Instance    int    `json:"instance"`
+	ClientURL   string `json:"client_url"`
+	AdminURL    string `json:"admin_url"`
+	TunnelTCP   string `json:"tunnel_tcp"`
+	TunnelHTTPS string `json:"tunnel_https"`
+	Config      string `json:"config"`
 }
 
 // ConnectorEntry is one connector of the demo.
@@ -112,10 +121,18 @@ func Init(dir string, portBase int) (*Manifest, error) {
 	if err := ensurePKI(pd); err != nil {
 		return nil, err
 	}
-	if err := ensureSiteKey(pd); err != nil {
+	m := newManifest(abs, portBase, pd)
+	if err := ensureSiteKey(m); err != nil {
 		return nil, err
 	}
-	m := newManifest(abs, portBase, pd)
+	if err := ensurePolicy(m); err != nil {
+		return nil, err
+	}
+	// Made here, not by the first gateway to start, so instances started at
+	// once as processes all read the same key.
+	if _, err := cost.LoadOrCreateKey(filepath.Join(abs, DeviceHashKeyFile)); err != nil {
+		return nil, err
+	}
 	for i := range m.Gateways {
 		cfg := GatewayConfig(m, i)
 		if err := writeYAML(m.Gateways[i].Config, cfg); err != nil {
@@ -140,7 +157,7 @@ func Init(dir string, portBase int) (*Manifest, error) {
 
 func ensurePKI(pd pki.Dir) error {
 	if _, err := os.Stat(pd.Path(pki.RootCert)); err == nil {
-		return nil
+		return pki.RenewCRLs(pd, time.Now())
 	}
 	now := time.Now()
 	if err := pki.Init(pd, pki.InitOptions{Hosts: []string{"localhost", host}, Now: now}); err != nil {
@@ -154,27 +171,6 @@ func ensurePKI(pd pki.Dir) error {
 	return pki.IssueClient(pd, DeviceName, now)
 }
 
-// Site key files in the PKI directory (the names `cmg token keygen` writes).
-const (
-	siteKeyName    = "site-key.pem"
-	sitePubKeyName = "site-key.pub.pem"
-)
-
-// ensureSiteKey writes the site's token signing key unless it is there.
-func ensureSiteKey(pd pki.Dir) error {
-	if _, err := os.Stat(pd.Path(siteKeyName)); err == nil {
-		return nil
-	}
-	key, err := sitetoken.GenerateKey()
-	if err != nil {
-		return err
-	}
-	if err := sitetoken.WriteKey(pd.Path(siteKeyName), key); err != nil {
-		return err
-	}
-	return sitetoken.WritePublicKey(pd.Path(sitePubKeyName), &key.PublicKey)
-}
-
 func newManifest(dir string, base int, pd pki.Dir) *Manifest {
 	m := &Manifest{
 		Dir:            dir,
@@ -184,14 +180,11 @@ func newManifest(dir string, base int, pd pki.Dir) *Manifest {
 		ClientCertFile: pd.Path(pki.ClientCert(DeviceName)),
 		ClientKeyFile:  pd.Path(pki.ClientKey(DeviceName)),
 		Site:           Site,
-		RoleIDs: map[string]string{string(tunnel.ManagementPoint): MPRoleID, string(tunnel.SoftwareUpdatePoint): SUPRoleID,
-			string(tunnel.DistributionPoint): DPRoleID},
-		ExamplePath:        "/CCM_Proxy_MutualAuth/" + MPRoleID + "/SMS_MP/.sms_aut?MPLIST",
-		ReadyFile:          filepath.Join(dir, "ready"),
-		SiteKeyFile:        pd.Path(siteKeyName),
-		SitePublicKeyFile:  pd.Path(sitePubKeyName),
-		ExampleContentPath: "/cmg/v1/content/CMG00001/1/setup.exe",
+		RoleIDs:        map[string]string{string(tunnel.ManagementPoint): MPRoleID, string(tunnel.SoftwareUpdatePoint): SUPRoleID, string(tunnel.DistributionPoint): DPRoleID},
+		ExamplePath:    "/CCM_Proxy_MutualAuth/" + MPRoleID + "/SMS_MP/.sms_aut?MPLIST",
+		ReadyFile:      filepath.Join(dir, "ready"),
 	}
+	identityManifest(m, dir, pd)
 	rolesAddr := fmt.Sprintf("%s:%d", host, base+offRoles)
 	m.Roles = RolesEntry{
 		Listen:              rolesAddr,
@@ -201,11 +194,12 @@ func newManifest(dir string, base int, pd pki.Dir) *Manifest {
 	}
 	for i := 0; i < Instances; i++ {
 		m.Gateways = append(m.Gateways, GatewayEntry{
-			Instance:  i,
-			ClientURL: fmt.Sprintf("https://%s:%d", host, base+offDevice+i),
-			AdminURL:  fmt.Sprintf("http://%s:%d", host, base+offGatewayAdmin+i),
-			TunnelTCP: fmt.Sprintf("%s:%d", host, base+offTCPTunnel+i),
-			Config:    filepath.Join(dir, fmt.Sprintf("gateway-%d.yaml", i)),
+			Instance:    i,
+			ClientURL:   fmt.Sprintf("https://%s:%d", host, base+offDevice+i),
+			AdminURL:    fmt.Sprintf("http://%s:%d", host, base+offGatewayAdmin+i),
+			TunnelTCP:   fmt.Sprintf("%s:%d", host, base+offTCPTunnel+i),
+			TunnelHTTPS: fmt.Sprintf("%s:%d", host, base+offHTTPSTunnel+i),
+			Config:      filepath.Join(dir, fmt.Sprintf("gateway-%d.yaml", i)),
 		})
 	}
 	for j, n := range Connectors {
@@ -234,9 +228,19 @@ func GatewayConfig(m *Manifest, i int) gateway.Config {
 		Roots:         []string{pd.Path(pki.RootCert)},
 		Intermediates: []string{pd.Path(pki.DeviceCACert)},
 	}
+	identityConfig(m, &cfg)
 	cfg.Tunnel.Listen = fmt.Sprintf("%s:%d", host, m.PortBase+offTCPTunnel+i)
+	cfg.Tunnel.HTTPSListen = fmt.Sprintf("%s:%d", host, m.PortBase+offHTTPSTunnel+i)
+	// Nothing balances the demo's instances: stop at once, finishing requests.
+	cfg.Drain = gateway.DrainConfig{Delay: 0, Grace: 10 * time.Second}
 	cfg.Tunnel.ConnectorCAs = []string{pd.Path(pki.ConnectorCACert)}
 	cfg.Admin = admin.Config{Listen: fmt.Sprintf("%s:%d", host, m.PortBase+offGatewayAdmin+i), Pprof: true}
+	// The distinct-device sketches survive restarts. Their key also keys the
+	// device hash of the access log, and is shared by the instances so that a
+	// device has one hash in all their logs.
+	cfg.Cost.StateFile = filepath.Join(m.Dir, fmt.Sprintf("gateway-%d-devices.state", i))
+	cfg.Cost.KeyFile = filepath.Join(m.Dir, DeviceHashKeyFile)
+	cfg.Cost.Prices.Instances = Instances
 	cfg.Sites = []gateway.SiteConfig{{
 		Name:       Site,
 		Connectors: Connectors,
@@ -245,8 +249,8 @@ func GatewayConfig(m *Manifest, i int) gateway.Config {
 			{ID: SUPRoleID, Kind: tunnel.SoftwareUpdatePoint},
 			{ID: DPRoleID, Kind: tunnel.DistributionPoint},
 		},
+		Code: SiteCode,
 	}}
-	cfg.Auth.Tokens.Site.Keys = []auth.SiteKeyConfig{{Site: Site, File: m.SitePublicKeyFile}}
 	cfg.Content.Cache.Dir = filepath.Join(m.Dir, fmt.Sprintf("content-cache-%d", i))
 	cfg.Content.Cache.MaxBytes = 2 << 30
 	return cfg
@@ -265,6 +269,11 @@ func ConnectorConfig(m *Manifest, j int) connector.Config {
 		TCPPortBase: m.PortBase + offTCPTunnel,
 		CAFiles:     []string{pd.Path(pki.RootCert)},
 	}
+	cfg.Gateway.HTTPSPortBase = m.PortBase + offHTTPSTunnel
+	cfg.Gateway.HTTPSPort = m.PortBase + offDevice
+	cfg.Gateway.Transports = connector.DefaultConfig().Gateway.Transports
+	cfg.Gateway.ConnectTimeout = connector.DefaultConnectTimeout
+	cfg.Gateway.RetryPreferred = tunnel.DefaultRetryPreferred
 	cfg.TLS = connector.TLSConfig{CertFile: pd.Path(pki.ConnectorCert(name)), KeyFile: pd.Path(pki.ConnectorKey(name))}
 	both := []string{tunnel.AuthMutual, tunnel.AuthServer}
 	cfg.Roles = []connector.RoleConfig{

@@ -16,8 +16,9 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/gateway"
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/loadtest/roles"
+	"github.com/cmg-gateway/cmg/logging"
 	"github.com/cmg-gateway/cmg/metrics"
-	"github.com/cmg-gateway/cmg/sitetoken"
+	"github.com/cmg-gateway/cmg/pki"
 )
 
 // RunOptions configure Run.
@@ -37,20 +38,27 @@ type RunOptions struct {
 // runs until ctx is done; it removes the ready file when it stops.
 func Run(ctx context.Context, opts RunOptions) error {
 	m, err := Load(opts.Dir)
-	if err != nil || m.PortBase != opts.PortBase {
+	if err != nil || m.PortBase != opts.PortBase || m.PolicyFile == "" {
 		if m, err = Init(opts.Dir, opts.PortBase); err != nil {
 			return err
 		}
+	}
+	if err := pki.RenewCRLs(pki.Dir(m.PKIDir), time.Now()); err != nil {
+		return err
 	}
 	_ = os.Remove(m.ReadyFile)
 	logs := &logFiles{dir: filepath.Join(m.Dir, "logs"), w: opts.Logs, level: opts.LogLevel}
 	defer logs.close()
 
-	iss, err := SiteIssuer(m)
+	issuer, err := SiteTokenIssuer(m)
 	if err != nil {
 		return err
 	}
-	rolesSrv, err := roles.New(roles.DefaultConfig(), logs.logger("roles"), roles.WithContentTokens(iss))
+	contentIss, err := SiteIssuer(m)
+	if err != nil {
+		return err
+	}
+	rolesSrv, err := roles.New(roles.DefaultConfig(), logs.logger("roles"), roles.WithTokenIssuer(issuer), roles.WithContentTokens(contentIss))
 	if err != nil {
 		return err
 	}
@@ -166,12 +174,7 @@ func printBanner(w io.Writer, m *Manifest) {
 		fmt.Fprintf(w, "  connector %s  admin %s/api/v1/status\n", c.Name, c.AdminURL)
 	}
 	fmt.Fprintf(w, "  roles       %s (MP %s, SUP %s)\n\n", m.Roles.Listen, m.Roles.ManagementPoint, m.Roles.SoftwareUpdatePoint)
-	fmt.Fprintf(w, "Try it:\n  %s\n\n", m.ExampleCurl)
-	fmt.Fprintf(w, "Content (a 24 h content token from the site key, then a download):\n"+
-		"  TOKEN=$(cmg token issue -key %s -site %s -kind content -subject %s -package CMG00001)\n"+
-		"  curl --cacert %s -H \"Authorization: Bearer $TOKEN\" -o setup.exe '%s%s'\n\n",
-		m.SiteKeyFile, m.Site, DeviceName, m.CAFile, m.Gateways[0].ClientURL, m.ExampleContentPath)
-	fmt.Fprintf(w, "Logs are in %s. Stop with Ctrl-C.\n", filepath.Join(m.Dir, "logs"))
+	fmt.Fprintf(w, "Try it:\n  %s\n\nLogs are in %s. Stop with Ctrl-C.\n", m.ExampleCurl, filepath.Join(m.Dir, "logs"))
 }
 
 // logFiles gives each part of the demo its own JSON log.
@@ -200,7 +203,8 @@ func (l *logFiles) logger(name string) *slog.Logger {
 			w = io.Discard
 		}
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})).With("part", name)
+	h := logging.NewRateLimited(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}), logging.DefaultLimit, time.Now)
+	return slog.New(h).With("part", name)
 }
 
 func (l *logFiles) close() {
@@ -209,13 +213,4 @@ func (l *logFiles) close() {
 	for _, f := range l.files {
 		f.Close()
 	}
-}
-
-// SiteIssuer is the demo site's token issuer (its key is in the PKI directory).
-func SiteIssuer(m *Manifest) (*sitetoken.Issuer, error) {
-	key, err := sitetoken.LoadKey(m.SiteKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
-	}
-	return sitetoken.NewIssuer(key, "", m.Site)
 }

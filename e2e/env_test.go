@@ -37,7 +37,7 @@ import (
 const portsPerBase = 2160
 
 // freePortBase finds a port base whose demo ports are all free now.
-func freePortBase(t *testing.T) int {
+func freePortBase(t testing.TB) int {
 	t.Helper()
 	offsets := []int{80, 443, 444, 1100, 1101, 1200, 1201, 2124, 2125, 2140, 2141}
 	for try := 0; try < 50; try++ {
@@ -66,10 +66,14 @@ func freePortBase(t *testing.T) int {
 // env is a demo setup run in this process, with each part stoppable on its own.
 type env struct {
 	t     *testing.T
+	opts  envOptions
 	m     *demo.Manifest
 	gws   []*part
 	conns []*part
 	roles *part
+	// logs are the log files of the parts, by name (the latest of a restarted
+	// part).
+	logs map[string]string
 }
 
 // part is one running component.
@@ -94,6 +98,8 @@ type envOptions struct {
 	connector func(j int, c *connector.Config)
 	// connectors is how many of the demo's connectors to start (default 2).
 	connectors int
+	// gatewayOptions tweaks what gateway i is given besides its configuration.
+	gatewayOptions func(i int, o *gateway.Options)
 	// roles tweaks the simulated roles' configuration.
 	roles func(c *roles.Config)
 }
@@ -104,9 +110,9 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, m: m}
+	e := &env{t: t, m: m, opts: opts, logs: map[string]string{}}
 	t.Cleanup(e.stopAll)
-	e.startRoles(opts.roles)
+	e.startRoles()
 	for i := range m.Gateways {
 		cfg := demo.GatewayConfig(m, i)
 		if opts.gateway != nil {
@@ -132,18 +138,26 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	return e
 }
 
-func (e *env) logger(name string) *slogLogger { return newTestLogger(e.t, name) }
+func (e *env) logger(name string) *slogLogger {
+	l := newTestLogger(e.t, name)
+	e.logs[name] = l.path
+	return l
+}
 
-func (e *env) startRoles(tweak func(*roles.Config)) {
+func (e *env) startRoles() {
 	cfg := roles.DefaultConfig()
-	if tweak != nil {
-		tweak(&cfg)
+	if e.opts.roles != nil {
+		e.opts.roles(&cfg)
 	}
-	iss, err := demo.SiteIssuer(e.m)
+	issuer, err := demo.SiteTokenIssuer(e.m)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	srv, err := roles.New(cfg, e.logger("roles").Logger, roles.WithContentTokens(iss))
+	contentIss, err := demo.SiteIssuer(e.m)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv, err := roles.New(cfg, e.logger("roles").Logger, roles.WithTokenIssuer(issuer), roles.WithContentTokens(contentIss))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -155,7 +169,11 @@ func (e *env) startRoles(tweak func(*roles.Config)) {
 }
 
 func (e *env) startGateway(i int, cfg gateway.Config) *part {
-	g, err := gateway.New(cfg, gateway.Options{Logger: e.logger(fmt.Sprintf("gateway-%d", i)).Logger, Registry: metrics.NewRegistry("gateway")})
+	o := gateway.Options{Logger: e.logger(fmt.Sprintf("gateway-%d", i)).Logger, Registry: metrics.NewRegistry("gateway")}
+	if e.opts.gatewayOptions != nil {
+		e.opts.gatewayOptions(i, &o)
+	}
+	g, err := gateway.New(cfg, o)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -210,7 +228,7 @@ func (e *env) waitSessions(n int) {
 }
 
 // waitFor polls cond (the parts expose their state only over their APIs).
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -291,7 +309,7 @@ func (e *env) deviceClient(withCert bool) *http.Client {
 	return deviceClient(e.t, e.m, withCert)
 }
 
-func deviceClient(t *testing.T, m *demo.Manifest, withCert bool) *http.Client {
+func deviceClient(t testing.TB, m *demo.Manifest, withCert bool) *http.Client {
 	t.Helper()
 	roots := x509.NewCertPool()
 	pem, err := os.ReadFile(m.CAFile)

@@ -14,6 +14,8 @@ import (
 // the tail of each log is printed, so a failure explains itself.
 type slogLogger struct {
 	*slog.Logger
+	// path is the log file.
+	path string
 }
 
 func newTestLogger(t *testing.T, name string) *slogLogger {
@@ -33,10 +35,10 @@ func newTestLogger(t *testing.T, name string) *slogLogger {
 			printTail(t, name, path, 40)
 		}
 	})
-	return &slogLogger{slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: level}))}
+	return &slogLogger{slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: level})), path}
 }
 
-func printTail(t *testing.T, name, path string, n int) {
+func printTail(t testing.TB, name, path string, n int) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return

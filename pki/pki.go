@@ -89,8 +89,8 @@ type InitOptions struct {
 	Now time.Time
 }
 
-// Init creates the CAs, the gateway server certificate and an empty device CRL in
-// dir. It refuses to overwrite an existing PKI.
+// Init creates the CAs, the gateway server certificate, an empty device CRL and
+// an empty root CRL in dir. It refuses to overwrite an existing PKI.
 func Init(dir Dir, opts InitOptions) error {
 	if _, err := os.Stat(dir.Path(RootCert)); err == nil {
 		return fmt.Errorf("pki: %s already holds a PKI", dir)
@@ -129,6 +129,9 @@ func Init(dir Dir, opts InitOptions) error {
 		}
 	}
 	if err := IssueServer(dir, opts.Hosts, now); err != nil {
+		return err
+	}
+	if err := WriteRootCRL(dir, now); err != nil {
 		return err
 	}
 	return writeCRL(dir, nil, big.NewInt(1), now)

@@ -155,6 +155,20 @@ func (p *Policy) RuleNames() []string {
 	return append(names, DefaultRule)
 }
 
+// RuleAction returns the action of the rule named name (DefaultRule: the
+// default action), and false when there is no such rule.
+func (p *Policy) RuleAction(name string) (Action, bool) {
+	if name == DefaultRule {
+		return p.dflt.Action, true
+	}
+	for _, r := range p.rules {
+		if r.name == name {
+			return r.decision.Action, true
+		}
+	}
+	return Deny, false
+}
+
 // Budget returns the egress budget section, and false when the file has none.
 func (p *Policy) Budget() (BudgetConfig, bool) { return p.budget, p.hasBudget }
 

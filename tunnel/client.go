@@ -37,7 +37,10 @@ type ClientConfig struct {
 	Transports []Transport
 	// HandshakeTimeout bounds dial, TLS and hello. Zero means 10 s.
 	HandshakeTimeout time.Duration
-	Backoff          Backoff
+	// RetryPreferred is how often an instance on a lower rung of the ladder
+	// tries the better ones. Zero means DefaultRetryPreferred.
+	RetryPreferred time.Duration
+	Backoff        Backoff
 	// PingInterval and PingTimeout as for the server. Zero means 5 s and 15 s.
 	PingInterval           time.Duration
 	PingTimeout            time.Duration
@@ -61,6 +64,9 @@ type Transport interface {
 func (c *ClientConfig) setDefaults() {
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.RetryPreferred == 0 {
+		c.RetryPreferred = DefaultRetryPreferred
 	}
 	if c.Backoff == (Backoff{}) {
 		c.Backoff = DefaultBackoff()
@@ -131,6 +137,9 @@ type InstanceStatus struct {
 	Draining  bool           `json:"gateway_draining"`
 	LastError string         `json:"last_error,omitempty"`
 	Refused   []RefusedRoute `json:"refused_routes,omitempty"`
+	// PreferredError is why the better transports failed the last time an
+	// instance on a lower rung tried them.
+	PreferredError string `json:"preferred_error,omitempty"`
 }
 
 // Client keeps one tunnel up to every gateway instance and serves the streams.
@@ -155,12 +164,18 @@ type instance struct {
 	lastUp    time.Time
 	lastError string
 	refused   []RefusedRoute
+	// rung is the ladder rung that last worked; preferredError why the better
+	// ones failed when last tried.
+	rung           int
+	preferredError string
 }
 
 // clientSession is a live tunnel to one instance.
 type clientSession struct {
 	inst      int
 	transport string
+	rung      int
+	retiring  atomic.Bool // replaced by a session on a better rung
 	addr      string
 	since     time.Time
 	mux       *yamux.Session
@@ -255,34 +270,18 @@ func (c *Client) runInstance(ctx context.Context, in *instance) {
 	}
 }
 
-// connectAndServe dials the instance over the first transport that works, runs
-// the session until it ends, and reports whether a session was established.
+// connectAndServe dials the instance over the ladder, runs the session until it
+// ends (following it onto a better rung when one comes up), and reports whether
+// a session was established.
 func (c *Client) connectAndServe(ctx context.Context, in *instance) (bool, error) {
-	conn, transport, err := c.dial(ctx, in.idx)
+	cs, err := c.connect(ctx, in)
 	if err != nil {
 		return false, err
 	}
-	cs, err := c.handshake(conn, in, transport)
-	if err != nil {
-		conn.Close()
-		return false, err
+	for cs != nil {
+		cs = c.serve(ctx, in, cs)
 	}
-	c.serve(ctx, in, cs)
 	return true, nil
-}
-
-func (c *Client) dial(ctx context.Context, idx int) (*tls.Conn, string, error) {
-	var errs []error
-	for _, t := range c.cfg.Transports {
-		dctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
-		conn, err := t.Dial(dctx, idx)
-		cancel()
-		if err == nil {
-			return conn, t.Name(), nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", t.Name(), err))
-	}
-	return nil, "", errors.Join(errs...)
 }
 
 // handshake sends the hello, reads the ack and starts yamux.
@@ -333,8 +332,10 @@ func (c *Client) handshake(conn *tls.Conn, in *instance, transport string) (*cli
 	return cs, nil
 }
 
-// serve runs the HTTP server on the session's streams until the session ends.
-func (c *Client) serve(ctx context.Context, in *instance, cs *clientSession) {
+// serve runs the HTTP server on the session's streams until the session ends,
+// or until a better rung of the ladder gives a new session: then the old one is
+// retired and the new one returned.
+func (c *Client) serve(ctx context.Context, in *instance, cs *clientSession) *clientSession {
 	cs.srv = &http.Server{
 		Handler:           c.handler,
 		ReadHeaderTimeout: c.cfg.ReadHeaderTimeout,
@@ -345,25 +346,82 @@ func (c *Client) serve(ctx context.Context, in *instance, cs *clientSession) {
 		},
 	}
 	in.mu.Lock()
+	prev := in.cs
 	in.cs = cs
 	in.lastUp = c.cfg.Now()
 	in.lastError = ""
+	in.rung = cs.rung
+	if cs.rung == 0 {
+		in.preferredError = ""
+	}
 	in.mu.Unlock()
-	c.log.Info("tunnel: connected to gateway instance", "instance", in.idx, "transport", cs.transport, "address", cs.addr)
+	if prev != nil {
+		c.log.Info("tunnel: moved up the transport ladder", "instance", in.idx, "from", prev.transport, "to", cs.transport, "address", cs.addr)
+	} else {
+		c.log.Info("tunnel: connected to gateway instance", "instance", in.idx, "transport", cs.transport, "address", cs.addr)
+	}
 	if h := c.health.Load(); h != nil {
 		_ = cs.ctrl.write(&Message{Type: MsgHealth, Health: *h})
 	}
+	if c.draining.Load() {
+		// The session came up while Drain ran, after it listed the sessions:
+		// it drains itself.
+		go c.retireSession(cs)
+	}
 	go c.pingLoop(cs)
 	stop := context.AfterFunc(ctx, func() { cs.mux.Close() })
-	_ = cs.srv.Serve(sessionListener{cs.mux})
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = cs.srv.Serve(sessionListener{cs.mux})
+	}()
+	var next *clientSession
+	if cs.rung > 0 {
+		upCtx, cancelUp := context.WithCancel(ctx)
+		upgraded := make(chan *clientSession, 1)
+		upDone := make(chan struct{})
+		go func() {
+			defer close(upDone)
+			c.tryUpgrade(upCtx, in, cs, upgraded)
+		}()
+		select {
+		case <-cs.mux.CloseChan():
+		case next = <-upgraded:
+		}
+		cancelUp()
+		<-upDone
+		if next == nil {
+			select {
+			case next = <-upgraded:
+			default:
+			}
+		}
+		if next != nil && (ctx.Err() != nil || c.draining.Load()) {
+			next.mux.Close()
+			next = nil
+		}
+	} else {
+		<-cs.mux.CloseChan()
+	}
 	stop()
+	if next != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.retireSession(cs)
+			<-served
+		}()
+		return next
+	}
 	<-cs.mux.CloseChan()
 	cs.srv.Close()
+	<-served
 	in.mu.Lock()
 	in.cs = nil
 	in.lastUp = c.cfg.Now()
 	in.mu.Unlock()
 	c.log.Info("tunnel: disconnected from gateway instance", "instance", in.idx, "transport", cs.transport)
+	return nil
 }
 
 func (c *Client) readControl(cs *clientSession, r *bufio.Reader) {
@@ -383,7 +441,7 @@ func (c *Client) readControl(cs *clientSession, r *bufio.Reader) {
 				cs.rtt.Store(int64(rtt))
 			}
 		case MsgDrain:
-			if c.draining.Load() {
+			if c.draining.Load() || cs.retiring.Load() {
 				cs.ackOnce.Do(func() { close(cs.drainAck) })
 			} else if !cs.gwDrain.Swap(true) {
 				c.log.Info("tunnel: gateway instance is draining", "instance", cs.inst)
@@ -478,7 +536,7 @@ func (c *Client) Status() []InstanceStatus {
 	out := make([]InstanceStatus, 0, len(c.insts))
 	for _, in := range c.insts {
 		in.mu.Lock()
-		st := InstanceStatus{Instance: in.idx, LastError: in.lastError, Refused: in.refused}
+		st := InstanceStatus{Instance: in.idx, LastError: in.lastError, Refused: in.refused, PreferredError: in.preferredError}
 		if cs := in.cs; cs != nil {
 			st.Connected = true
 			st.Transport = cs.transport
@@ -527,6 +585,13 @@ func (c *Client) Drain(ctx context.Context) error {
 			}
 		}
 		cs.mux.Close()
+	}
+	// Sessions that came up during the drain retire themselves; wait for them.
+	for _, cs := range c.sessions() {
+		select {
+		case <-cs.mux.CloseChan():
+		case <-ctx.Done():
+		}
 	}
 	if err == nil {
 		err = ctx.Err()

@@ -26,6 +26,14 @@ func NewClientMetrics(reg prometheus.Registerer) (*ClientMetrics, error) {
 	return m, nil
 }
 
+// InitInstances creates the reconnect series of instances 0 to n-1 at zero, so
+// they exist (and rates work) before the first reconnect.
+func (m *ClientMetrics) InitInstances(n int) {
+	for i := 0; i < n; i++ {
+		m.reconnects.WithLabelValues(strconv.Itoa(i))
+	}
+}
+
 // RegisterClientCollector exports cmg_connector_tunnel_sessions and
 // cmg_connector_tunnel_rtt_seconds from c on reg.
 func RegisterClientCollector(reg prometheus.Registerer, c *Client) error {

@@ -25,6 +25,9 @@ const (
 	MsgNotify    = "notify" // connector → gateway: deliver a notification
 	MsgReport    = "report" // gateway → connector: delivery report
 	MsgRoutesAck = "routes_ack"
+	// MsgProbeResult: gateway → analyzer, the outcome of one probe request
+	// (Payload is a ProbeResult).
+	MsgProbeResult = "probe_result"
 )
 
 // RoleHealth is the health of one role as a connector sees it.
@@ -50,7 +53,7 @@ type Message struct {
 // Validate checks a decoded control message's shape.
 func (m *Message) Validate() error {
 	switch m.Type {
-	case MsgPing, MsgPong, MsgDrain, MsgNotify, MsgReport:
+	case MsgPing, MsgPong, MsgDrain, MsgNotify, MsgReport, MsgProbeResult:
 	case MsgRoutes, MsgRoutesAck:
 		if len(m.Routes)+len(m.Refused) > 2*maxRoutes {
 			return errors.New("tunnel: too many routes in control message")

@@ -164,6 +164,12 @@ func (s *Server) Registry() *Registry { return s.reg }
 // Serve accepts TCP connections on ln, terminates TLS and runs a session for each,
 // until ctx is done; then it closes the listener and every session it accepted.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, transport string) error {
+	return s.acceptLoop(ctx, ln, func(c net.Conn) { s.handleRaw(ctx, c, transport) })
+}
+
+// acceptLoop accepts on ln and runs handle for each connection until ctx is
+// done; then it closes the listener and every session.
+func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, handle func(net.Conn)) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var delay time.Duration
@@ -187,7 +193,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, transport string) e
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.handleRaw(ctx, c, transport)
+			handle(c)
 		}()
 	}
 }
@@ -202,6 +208,12 @@ func (s *Server) handleRaw(ctx context.Context, raw net.Conn, transport string) 
 	conn := tls.Server(raw, s.cfg.TLS)
 	_ = raw.SetDeadline(s.cfg.Now().Add(s.cfg.HandshakeTimeout))
 	if err := conn.HandshakeContext(ctx); err != nil {
+		if errors.Is(err, io.EOF) {
+			// Closed before a ClientHello: a TCP port check (load balancer,
+			// cmg analyze), not a refused connector.
+			raw.Close()
+			return
+		}
 		s.refused("unknown", transport, "tls")
 		s.log.Info("tunnel: TLS handshake failed", "remote", raw.RemoteAddr().String(), "transport", transport, "err", err)
 		raw.Close()
@@ -222,6 +234,10 @@ func (s *Server) ServeTLS(ctx context.Context, conn *tls.Conn, transport string)
 	sess, err := s.admit(conn, transport)
 	if err != nil {
 		conn.Close()
+		return
+	}
+	if sess.analyzer() {
+		s.runProbes(ctx, sess)
 		return
 	}
 	s.run(ctx, sess)
@@ -290,6 +306,7 @@ func (s *Server) admit(conn *tls.Conn, transport string) (*Session, error) {
 		RemoteAddr:   conn.RemoteAddr(),
 		ConnectedAt:  s.cfg.Now(),
 		CertNotAfter: leaf.NotAfter,
+		Capabilities: hello.Capabilities,
 		mux:          mux,
 		ctrl:         &controlWriter{w: ctrl, timeout: s.cfg.ConnectionWriteTimeout, setDL: ctrl.SetWriteDeadline},
 		log:          s.log,
@@ -309,8 +326,9 @@ func (s *Server) admit(conn *tls.Conn, transport string) (*Session, error) {
 // run registers the session and serves it until it ends.
 func (s *Server) run(ctx context.Context, sess *Session) {
 	if old := s.reg.add(sess); old != nil {
-		s.log.Info("tunnel: connector reconnected; replacing its old session", "connector", sess.Name, "site", sess.Site)
-		old.Close()
+		s.log.Info("tunnel: connector reconnected; retiring its old session", "connector", sess.Name, "site", sess.Site,
+			"old_transport", old.Transport, "transport", sess.Transport)
+		go old.retire(retireGrace)
 	}
 	if s.m != nil {
 		s.m.connects.WithLabelValues(sess.Name, sess.Transport, "success").Inc()

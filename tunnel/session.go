@@ -23,6 +23,8 @@ type Session struct {
 	ConnectedAt time.Time
 	// CertNotAfter is when the connector's certificate expires.
 	CertNotAfter time.Time
+	// Capabilities are those the hello listed.
+	Capabilities []string
 
 	mux  *yamux.Session
 	ctrl *controlWriter

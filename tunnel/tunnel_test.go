@@ -111,7 +111,7 @@ type gatewaySide struct {
 func startServer(t *testing.T, p *testPKI) *gatewaySide {
 	t.Helper()
 	srv, err := NewServer(ServerConfig{Instance: 0, Instances: 1, TLS: p.serverTLS(t), Allow: staticAllow{},
-		PingInterval: 50 * time.Millisecond})
+		PingInterval: 50 * time.Millisecond, PingTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func startClient(t *testing.T, p *testPKI, name string, port int, routes []Route
 		fmt.Fprintf(w, "%s %s %s %d", name, r.Method, r.URL.Path, len(body))
 	})
 	c, err := NewClient(ClientConfig{Name: name, Site: testSite, Routes: routes, Host: "127.0.0.1", Instances: 1,
-		TCPPortBase: port, TLS: p.clientTLS(t, name), PingInterval: 50 * time.Millisecond,
+		TCPPortBase: port, TLS: p.clientTLS(t, name), PingInterval: 50 * time.Millisecond, PingTimeout: 5 * time.Second,
 		Backoff: Backoff{Initial: 10 * time.Millisecond, RecentCap: 50 * time.Millisecond, Cap: 50 * time.Millisecond, RecentWindow: time.Minute}}, h)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,7 +67,14 @@ func New(cfg Config, opts *Options) (*Authenticator, error) {
 		}
 	}
 	if cfg.Tokens.OIDC.Enabled() {
-		if a.oidc, err = newOIDCVerifier(cfg.Tokens.OIDC, cfg.Tokens.Leeway, o.Now, o.HTTPClient, o.Logger); err != nil {
+		client := o.HTTPClient
+		if len(cfg.Tokens.OIDC.CAFiles) > 0 {
+			client, err = clientWithRoots(client, cfg.Tokens.OIDC.CAFiles)
+		}
+		if err == nil {
+			a.oidc, err = newOIDCVerifier(cfg.Tokens.OIDC, cfg.Tokens.Leeway, o.Now, client, o.Logger)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -91,6 +99,27 @@ func withDefaults(opts *Options) Options {
 		o.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	return o
+}
+
+// clientWithRoots is a copy of c that trusts only the roots in files.
+func clientWithRoots(c *http.Client, files []string) (*http.Client, error) {
+	roots, err := LoadPool(files)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: ca_files: %w", err)
+	}
+	var tr *http.Transport
+	if t, ok := c.Transport.(*http.Transport); ok {
+		tr = t.Clone()
+	} else {
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	if tr.TLSClientConfig == nil {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	tr.TLSClientConfig.RootCAs = roots
+	out := *c
+	out.Transport = tr
+	return &out, nil
 }
 
 func newSiteVerifier(cfg TokenConfig, now func() time.Time) (*sitetoken.Verifier, error) {

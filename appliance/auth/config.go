@@ -147,6 +147,10 @@ type OIDCConfig struct {
 	// the file is reloaded when it changes.
 	JWKSURL  string `yaml:"jwks_url,omitempty"`
 	JWKSFile string `yaml:"jwks_file,omitempty"`
+	// CAFiles are PEM files of the roots the JWKS URL's certificate chains to,
+	// for an issuer whose HTTPS certificate is not from a public CA (ADFS or a
+	// test issuer); empty means the system roots.
+	CAFiles []string `yaml:"ca_files,omitempty"`
 	// Algorithms are the accepted `alg` values. Default [RS256]. none and the
 	// HMAC algorithms are never accepted.
 	Algorithms []string `yaml:"algorithms"`
@@ -222,6 +226,9 @@ func (c OIDCConfig) Validate() error {
 		if u, err := url.Parse(c.JWKSURL); err != nil || u.Scheme != "https" || u.Host == "" {
 			ps.Addf("jwks_url", "must be an https URL, not %q", c.JWKSURL)
 		}
+	}
+	if len(c.CAFiles) > 0 && c.JWKSURL == "" {
+		ps.Addf("ca_files", "only used with jwks_url")
 	}
 	if c.DeviceClaim == "" {
 		ps.Addf("device_claim", "required")

@@ -7,6 +7,8 @@ import (
 
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/configfile"
+	"github.com/cmg-gateway/cmg/profiling"
+	"github.com/cmg-gateway/cmg/tracing"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -24,6 +26,10 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	Admin        admin.Config  `yaml:"admin"`
 	Log          LogConfig     `yaml:"log"`
+	// Tracing and Profiling are the observability sections (README,
+	// Observability).
+	Tracing   tracing.Config   `yaml:"tracing"`
+	Profiling profiling.Config `yaml:"profiling"`
 }
 
 // GatewayConfig says where the gateway service is.
@@ -38,6 +44,20 @@ type GatewayConfig struct {
 	// CAFiles are the roots that verify the gateway's certificate; empty means
 	// the system roots.
 	CAFiles []string `yaml:"ca_files,omitempty"`
+	// HTTPSPortBase: with several instances, instance i takes HTTPS tunnels on
+	// HTTPSPortBase+i; HTTPSPort is the one instance's HTTPS port (443).
+	HTTPSPortBase int `yaml:"https_port_base"`
+	HTTPSPort     int `yaml:"https_port"`
+	// Transports is the fallback ladder, best first: tcp_tls, https,
+	// https_proxy (the last only when a proxy is configured or HTTPS_PROXY set).
+	Transports []string `yaml:"transports"`
+	// ConnectTimeout bounds one TCP connect (a filtered port fails after it).
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// RetryPreferred is how often an instance on a lower rung tries the better
+	// ones, moving back up when one works.
+	RetryPreferred time.Duration `yaml:"retry_preferred"`
+	// Proxy is the web proxy of the https_proxy rung (transports.go).
+	Proxy ProxyConfig `yaml:"proxy,omitempty"`
 }
 
 // TLSConfig is the connector's own certificate: its identity towards the gateway,
@@ -79,11 +99,14 @@ type LogConfig struct {
 // DefaultConfig returns production defaults.
 func DefaultConfig() Config {
 	return Config{
-		Gateway:      GatewayConfig{Instances: 1, TCPPortBase: 10140},
+		Gateway: GatewayConfig{Instances: 1, TCPPortBase: 10140, HTTPSPortBase: DefaultHTTPSPortBase, HTTPSPort: DefaultHTTPSPort,
+			Transports: append([]string(nil), transportNames...), ConnectTimeout: DefaultConnectTimeout, RetryPreferred: tunnel.DefaultRetryPreferred},
 		Health:       HealthConfig{Interval: 10 * time.Second, Timeout: 3 * time.Second},
 		DrainTimeout: 30 * time.Second,
 		Admin:        admin.Config{Listen: "127.0.0.1:9200", Pprof: true},
 		Log:          LogConfig{Level: "info"},
+		Tracing:      tracing.DefaultConfig(),
+		Profiling:    profiling.DefaultConfig(),
 	}
 }
 
@@ -108,6 +131,7 @@ func (c *Config) Validate() error {
 	if c.Gateway.TCPPortBase < 1 || c.Gateway.TCPPortBase+c.Gateway.Instances-1 > 65535 {
 		ps.Addf("gateway.tcp_port_base", "%d is out of range", c.Gateway.TCPPortBase)
 	}
+	c.Gateway.validateTransports(&ps)
 	if c.TLS.CertFile == "" {
 		ps.Addf("tls.cert_file", "the connector certificate is required")
 	}
@@ -164,5 +188,7 @@ func (c *Config) Validate() error {
 	default:
 		ps.Addf("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
+	ps.Merge("tracing", c.Tracing.Validate())
+	ps.Merge("profiling", c.Profiling.Validate())
 	return ps.Err()
 }

@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/appliance/auth"
+	"github.com/cmg-gateway/cmg/tracing"
 	"github.com/cmg-gateway/cmg/tunnel"
 	"github.com/cmg-gateway/cmg/version"
 )
@@ -40,7 +42,12 @@ type Connector struct {
 	roles  map[string]*role // by RoleID
 	m      *metrics
 	adm    *admin.Server
+	tracer *tracing.Tracer
+	tr     trace.Tracer // nil when tracing is off
 	prober *prober
+	ladder []tunnel.Transport
+	hello  tunnel.Hello
+	gwTLS  *tls.Config
 
 	adminLn net.Listener
 }
@@ -77,6 +84,9 @@ func New(cfg Config, opts Options) (*Connector, error) {
 		c.roles[rc.ID] = r
 		routes = append(routes, tunnel.Route{RoleID: rc.ID, Kind: rc.Kind, Auth: rc.Auth})
 	}
+	if err := c.newTracing(); err != nil {
+		return nil, fmt.Errorf("connector: %w", err)
+	}
 	gwTLS := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		ServerName:   cfg.Gateway.ServerName,
@@ -91,22 +101,30 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	if gwTLS.ServerName == "" {
 		gwTLS.ServerName = cfg.Gateway.Host
 	}
+	c.gwTLS = gwTLS
+	c.hello = tunnel.Hello{Name: cfg.Name, Site: cfg.Site, Version: version.Version, Routes: routes}
+	if c.ladder = cfg.Gateway.Ladder(gwTLS, nil); len(c.ladder) == 0 {
+		return nil, errors.New("connector: gateway.transports: no usable transport (https_proxy needs proxy.url or HTTPS_PROXY)")
+	}
 	cm, err := tunnel.NewClientMetrics(opts.Registry)
 	if err != nil {
 		return nil, err
 	}
+	cm.InitInstances(cfg.Gateway.Instances)
 	c.client, err = tunnel.NewClient(tunnel.ClientConfig{
-		Name:        cfg.Name,
-		Site:        cfg.Site,
-		Version:     version.Version,
-		Routes:      routes,
-		Host:        cfg.Gateway.Host,
-		Instances:   cfg.Gateway.Instances,
-		TCPPortBase: cfg.Gateway.TCPPortBase,
-		TLS:         gwTLS,
-		Logger:      c.log,
-		Metrics:     cm,
-		Now:         c.now,
+		Name:           cfg.Name,
+		Site:           cfg.Site,
+		Version:        version.Version,
+		Routes:         routes,
+		Host:           cfg.Gateway.Host,
+		Instances:      cfg.Gateway.Instances,
+		TCPPortBase:    cfg.Gateway.TCPPortBase,
+		TLS:            gwTLS,
+		Transports:     c.ladder,
+		RetryPreferred: cfg.Gateway.RetryPreferred,
+		Logger:         c.log,
+		Metrics:        cm,
+		Now:            c.now,
 	}, http.HandlerFunc(c.serveStream))
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
@@ -147,6 +165,8 @@ func (c *Connector) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	stopObs := c.runObservability(ctx)
+	defer stopObs()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
 	var wg sync.WaitGroup
@@ -175,11 +195,13 @@ func (c *Connector) Run(ctx context.Context) error {
 
 // Status is the JSON of the connector's /api/v1/status.
 type Status struct {
-	Name      string                  `json:"name"`
-	Site      string                  `json:"site"`
-	Gateway   string                  `json:"gateway"`
-	Instances []tunnel.InstanceStatus `json:"instances"`
-	Roles     []RoleStatus            `json:"roles"`
+	Name    string `json:"name"`
+	Site    string `json:"site"`
+	Gateway string `json:"gateway"`
+	// Transports is the fallback ladder, best first.
+	Transports []string                `json:"transports"`
+	Instances  []tunnel.InstanceStatus `json:"instances"`
+	Roles      []RoleStatus            `json:"roles"`
 }
 
 // RoleStatus is one published role.
@@ -193,6 +215,9 @@ type RoleStatus struct {
 // Status reports the tunnels and roles.
 func (c *Connector) Status() Status {
 	st := Status{Name: c.cfg.Name, Site: c.cfg.Site, Gateway: c.cfg.Gateway.Host, Instances: c.client.Status()}
+	for _, t := range c.ladder {
+		st.Transports = append(st.Transports, t.Name())
+	}
 	for _, rc := range c.cfg.Roles {
 		h, d := c.roles[rc.ID].health()
 		st.Roles = append(st.Roles, RoleStatus{ID: rc.ID, Kind: string(rc.Kind), Healthy: h, Detail: d})

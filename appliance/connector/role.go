@@ -15,8 +15,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/cmg-gateway/cmg/appliance/auth"
 	"github.com/cmg-gateway/cmg/appliance/httperror"
+	"github.com/cmg-gateway/cmg/tracing"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -117,7 +120,7 @@ type startKey struct{}
 // observe records the role's latency to the response header.
 func (r *role) observe(resp *http.Response) error {
 	if t, ok := resp.Request.Context().Value(startKey{}).(time.Time); ok {
-		r.m.backendDuration[r.kindIdx].Observe(time.Since(t).Seconds())
+		observeBackend(r.m.backendDuration[r.kindIdx], resp.Request.Context(), time.Since(t).Seconds())
 	}
 	return nil
 }
@@ -157,6 +160,11 @@ func (r *role) health() (bool, string) {
 func (c *Connector) serveStream(w http.ResponseWriter, req *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w}
 	r := c.route(req)
+	if c.tr != nil && !tracing.NotSampled(req.Header) {
+		var sp trace.Span
+		req, sp = c.startSpan(req)
+		defer endSpan(sp, r, rec)
+	}
 	if r == nil {
 		httperror.Write(rec, req.Header.Get("Cmg-Request-Id"), httperror.New(httperror.RouteNotFound, "this connector does not serve the path"))
 		c.m.requests.WithLabelValues("none", codeLabel(rec.code())).Inc()

@@ -9,6 +9,10 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/appliance/auth"
 	"github.com/cmg-gateway/cmg/configfile"
+	"github.com/cmg-gateway/cmg/metrics/cost"
+	"github.com/cmg-gateway/cmg/policies"
+	"github.com/cmg-gateway/cmg/profiling"
+	"github.com/cmg-gateway/cmg/tracing"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -26,7 +30,18 @@ type Config struct {
 	Backend     BackendConfig `yaml:"backend"`
 	Admin       admin.Config  `yaml:"admin"`
 	Log         LogConfig     `yaml:"log"`
-	Content     ContentConfig `yaml:"content"`
+	// Policy is the policy engine: the policy file and its limit state bounds.
+	Policy policies.Config `yaml:"policy"`
+	// Cost, Tracing and Profiling are the observability sections (README,
+	// Observability).
+	Cost      cost.Config      `yaml:"cost"`
+	Tracing   tracing.Config   `yaml:"tracing"`
+	Profiling profiling.Config `yaml:"profiling"`
+	// Drain is how a stopping instance leaves the service (drain.go).
+	Drain DrainConfig `yaml:"drain"`
+	// ProxyProtocol is PROXY protocol v2 from the load balancers (proxyproto.go).
+	ProxyProtocol ProxyProtocolConfig `yaml:"proxy_protocol"`
+	Content       ContentConfig       `yaml:"content"`
 	// Sites is the allow-list: per site, the roles it may route and the
 	// connectors allowed to serve them.
 	Sites []SiteConfig `yaml:"sites"`
@@ -35,9 +50,16 @@ type Config struct {
 // ClientConfig is the device-facing HTTPS listener.
 type ClientConfig struct {
 	// Listen is the device listener address. Default ":443".
-	Listen   string `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// CertFile and KeyFile are the server certificate (chain) and key, reloaded
+	// when they change and on SIGHUP; leave both empty when ACME is on.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// CertCheckInterval is how often the certificate files are checked for a
+	// change (size, mtime, inode of the file or its symlink target). Default 10s.
+	CertCheckInterval time.Duration `yaml:"cert_check_interval"`
+	// ACME obtains and renews the server certificate from an ACME CA instead.
+	ACME ACMEConfig `yaml:"acme"`
 	// MinTLSVersion is "1.2" (default, "Enforce TLS 1.2") or "1.3".
 	MinTLSVersion string `yaml:"min_tls_version"`
 	// ReadHeaderTimeout bounds reading a request header (no slowloris).
@@ -55,6 +77,10 @@ type ClientConfig struct {
 type TunnelConfig struct {
 	// Listen is the TCP-TLS tunnel address. Default ":<10140+instance>".
 	Listen string `yaml:"listen"`
+	// HTTPSListen is the HTTPS tunnel address. Default ":<10124+instance>" when
+	// the service has several instances; with one, the HTTPS transport shares
+	// the client listener. "none" turns the dedicated listener off.
+	HTTPSListen string `yaml:"https_listen,omitempty"`
 	// ConnectorCAs are PEM files of the CAs that issue connector certificates.
 	ConnectorCAs []string `yaml:"connector_cas"`
 	// CertFile and KeyFile are the certificate the gateway shows connectors;
@@ -78,6 +104,9 @@ type BackendConfig struct {
 type LogConfig struct {
 	// Level is debug, info, warn or error.
 	Level string `yaml:"level"`
+	// DeviceHashKeyFile holds the secret key of the device hash in the access
+	// log (created when missing); empty means the cost model's key file.
+	DeviceHashKeyFile string `yaml:"device_hash_key_file,omitempty"`
 }
 
 // SiteConfig is one site of the allow-list.
@@ -116,6 +145,8 @@ func DefaultConfig() Config {
 			IdleTimeout:       120 * time.Second,
 			MaxHeaderBytes:    64 << 10,
 			ProgressTimeout:   60 * time.Second,
+			CertCheckInterval: 10 * time.Second,
+			ACME:              DefaultACMEConfig(),
 		},
 		Auth:   auth.DefaultConfig(),
 		Tunnel: TunnelConfig{PingInterval: 5 * time.Second},
@@ -127,9 +158,14 @@ func DefaultConfig() Config {
 				string(tunnel.DistributionPoint):   1 << 20,
 			},
 		},
-		Admin:   admin.DefaultConfig(),
-		Log:     LogConfig{Level: "info"},
-		Content: DefaultContentConfig(),
+		Admin:     admin.DefaultConfig(),
+		Log:       LogConfig{Level: "info"},
+		Policy:    policies.DefaultConfig(),
+		Cost:      cost.DefaultConfig(),
+		Tracing:   tracing.DefaultConfig(),
+		Profiling: profiling.DefaultConfig(),
+		Drain:     DefaultDrainConfig(),
+		Content:   DefaultContentConfig(),
 	}
 }
 
@@ -178,12 +214,17 @@ func (c *Config) Validate() error {
 		}
 	}
 	ps.Merge("admin", c.Admin.Validate())
+	ps.Merge("policy", c.Policy.Validate())
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
 		ps.Addf("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
 	validateSites(c.Sites, &ps)
+	ps.Merge("cost", c.Cost.Validate())
+	ps.Merge("tracing", c.Tracing.Validate())
+	ps.Merge("profiling", c.Profiling.Validate())
+	c.validateTransports(&ps)
 	ps.Merge("content", c.Content.Validate())
 	return ps.Err()
 }
@@ -192,12 +233,7 @@ func (c *ClientConfig) validate(ps *configfile.Problems) {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		ps.Addf("client.listen", "%v", err)
 	}
-	if c.CertFile == "" {
-		ps.Addf("client.cert_file", "the server certificate file is required")
-	}
-	if c.KeyFile == "" {
-		ps.Addf("client.key_file", "the server key file is required")
-	}
+	c.validateCertSource(ps)
 	if _, err := tlsVersion(c.MinTLSVersion); err != nil {
 		ps.Addf("client.min_tls_version", "%v", err)
 	}

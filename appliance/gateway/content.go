@@ -173,6 +173,7 @@ func (g *Gateway) serveContent(x *exchange) {
 		return
 	}
 	x.ident = id
+	g.observeDevice(id.Device)
 	tokenPkg, _ := id.Claims["pkg"].(string)
 	site, _ := id.Claims["site"].(string)
 	if tokenPkg != pkg {
@@ -185,8 +186,10 @@ func (g *Gateway) serveContent(x *exchange) {
 		return
 	}
 	x.role = dps[0]
-	// Policy decisions (DESIGN section 10) go here: authenticated, routed
-	// (role distribution_point, x.role, x.ident.Claims), nothing sent yet.
+	if !g.admit(x) {
+		return
+	}
+	defer x.permit.Release()
 	g.m.inflight[x.kindIdx].Inc()
 	defer g.m.inflight[x.kindIdx].Dec()
 

@@ -79,6 +79,8 @@ var errRetryable = errors.New("no response header yet")
 // (wrapping errRetryable when no response header arrived).
 func (g *Gateway) exchangeOn(x *exchange, st *yamux.Stream) error {
 	defer st.Close()
+	g.startStreamSpan(x)
+	defer g.endStreamSpan(x)
 	r := x.r
 	bw := g.writers.Get().(*bufio.Writer)
 	bw.Reset(st)
@@ -105,12 +107,17 @@ func (g *Gateway) exchangeOn(x *exchange, st *yamux.Stream) error {
 	if err != nil {
 		st.Close()
 		bodyErr := waitBody(bodyDone, x)
+		if x.tooLarge.Load() {
+			return bodyErr // RequestTooLarge: not retried, answered as it is
+		}
 		return classifyHeaderError(x, err, bodyErr)
 	}
 	g.relay(x, st, resp)
 	if bodyDone != nil {
 		st.Close()
-		if err := waitBody(bodyDone, x); err != nil && !x.w.wroteHeader {
+		if err := waitBody(bodyDone, x); err != nil && (!x.w.wroteHeader || x.tooLarge.Load()) {
+			// A body cut at its limit after the role answered still fails the
+			// request: the device must not take it for delivered.
 			return err
 		}
 	}
@@ -203,6 +210,13 @@ func (g *Gateway) sendBody(x *exchange, bw *bufio.Writer, st *yamux.Stream) erro
 	if body.err != nil {
 		return fmt.Errorf("read device body: %w: %w", body.err, errClientGone)
 	}
+	if e, ok := errors.AsType[*httperror.Error](err); ok && e.Reason == httperror.RequestTooLarge {
+		// The device must get the 413, never the connector's answer to a cut
+		// body: stop waiting for (or relaying) the response at once.
+		x.tooLarge.Store(true)
+		_ = st.SetReadDeadline(time.Now())
+		return e
+	}
 	return err
 }
 
@@ -226,7 +240,9 @@ func (b *deviceBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.n += int64(n)
 	if err != nil && err != io.EOF {
-		b.err = err
+		if _, limit := errors.AsType[*httperror.Error](err); !limit {
+			b.err = err // the device's own failure, not a body limit
+		}
 	}
 	return n, err
 }
@@ -259,6 +275,13 @@ func (g *Gateway) relay(x *exchange, st *yamux.Stream, resp *http.Response) {
 			_ = rc.SetWriteDeadline(now.Add(progress))
 			lastDL = now
 		}
+		if x.tooLarge.Load() {
+			// Checked after moving the deadline, which the body sender pulls in
+			// after setting the flag: one of the two stops this loop.
+			x.reason = httperror.RequestTooLarge
+			x.errMsg = "the request body went over its limit while the response was relayed"
+			panic(http.ErrAbortHandler)
+		}
 		n, rerr := resp.Body.Read(*buf)
 		if n > 0 {
 			x.fromConnector += int64(n)
@@ -279,7 +302,10 @@ func (g *Gateway) relay(x *exchange, st *yamux.Stream, resp *http.Response) {
 			// The response broke mid-body: the device must see a broken response.
 			reason := httperror.BackendUnavailable
 			var ne net.Error
-			if errors.As(rerr, &ne) && ne.Timeout() {
+			switch {
+			case x.tooLarge.Load():
+				reason = httperror.RequestTooLarge
+			case errors.As(rerr, &ne) && ne.Timeout():
 				reason = httperror.BackendTimeout
 			}
 			x.reason = reason

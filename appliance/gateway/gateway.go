@@ -7,11 +7,7 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +22,7 @@ import (
 
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/appliance/auth"
+	"github.com/cmg-gateway/cmg/policies"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -36,6 +33,8 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// CostNow is the clock of the cost model's windows; nil means Now.
+	CostNow func() time.Time
 }
 
 // Gateway is one gateway instance.
@@ -49,12 +48,21 @@ type Gateway struct {
 	allow atomic.Pointer[allowList]
 	tun   *tunnel.Server
 	reg   *tunnel.Registry
-	cert  *certStore
+	cert  certSource
 	adm   *admin.Server
+	// tunnelCert is what connectors see: the client certificate, or its own.
+	tunnelCert certSource
+	acme       *acmeCerts // nil unless the certificate comes from ACME
+	pol        *policies.Engine
+	pm         *policyMetrics
+	// httpEgress feeds the egress budget with each exchange's HTTP-level bytes
+	// (see CountEgress).
+	httpEgress bool
+	reloadMu   sync.Mutex // serializes Reload; guards policyFile
+	policyFile string     // the policy file in force
 
-	content *contentServer
-
-	hashKey  []byte
+	obs      observability
+	content  *contentServer
 	draining atomic.Bool
 
 	writers sync.Pool // *bufio.Writer towards connectors
@@ -64,6 +72,8 @@ type Gateway struct {
 	clientLn net.Listener
 	tunnelLn net.Listener
 	adminLn  net.Listener
+	acmeLn   net.Listener // the ACME HTTP-01 listener, when in use
+	tx       transports
 }
 
 // copyBufferSize is the body copy buffer: large enough that a download moves in
@@ -89,19 +99,32 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	g.writers.New = func() any { return bufio.NewWriterSize(nil, 4096) }
 	g.readers.New = func() any { return bufio.NewReaderSize(nil, 4096) }
 	g.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
-	g.hashKey = make([]byte, 32)
-	_, _ = rand.Read(g.hashKey)
-
 	var err error
-	if g.cert, err = newCertStore(cfg.Client.CertFile, cfg.Client.KeyFile); err != nil {
+	if cfg.Client.ACME.Enabled() {
+		if g.acme, err = newACMECerts(cfg.Client.ACME, cfg.Client.Listen, opts.Logger); err != nil {
+			return nil, err
+		}
+		g.cert = g.acme
+	} else if g.cert, err = newCertStore(cfg.Client.CertFile, cfg.Client.KeyFile); err != nil {
 		return nil, err
 	}
+	if g.pol, err = policies.NewEngine(cfg.Policy, opts.Now); err != nil {
+		return nil, fmt.Errorf("gateway: policy: %w", err)
+	}
+	g.httpEgress = true
+	g.policyFile = cfg.Policy.File
 	authOpts := &auth.Options{Now: opts.Now, Logger: opts.Logger, Metrics: auth.NewMetrics(opts.Registry)}
 	if g.auth, err = auth.New(cfg.Auth, authOpts); err != nil {
 		return nil, fmt.Errorf("gateway: auth: %w", err)
 	}
 	if g.m, err = newRequestMetrics(opts.Registry); err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	if g.pm, err = newPolicyMetrics(opts.Registry, g.pol, g.m.reloads); err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	if err := g.newObservability(opts); err != nil {
+		return nil, err
 	}
 	g.allow.Store(newAllowList(cfg.Sites))
 	if err := g.newTunnelServer(); err != nil {
@@ -122,14 +145,14 @@ func (g *Gateway) newTunnelServer() error {
 	if err != nil {
 		return fmt.Errorf("gateway: connector CAs: %w", err)
 	}
-	tcert := g.cert
+	g.tunnelCert = g.cert
 	if g.cfg.Tunnel.CertFile != "" {
-		if tcert, err = newCertStore(g.cfg.Tunnel.CertFile, g.cfg.Tunnel.KeyFile); err != nil {
+		if g.tunnelCert, err = newCertStore(g.cfg.Tunnel.CertFile, g.cfg.Tunnel.KeyFile); err != nil {
 			return err
 		}
 	}
 	tlsCfg := &tls.Config{
-		GetCertificate: tcert.get,
+		GetCertificate: g.tunnelCert.get,
 		ClientCAs:      cas,
 		ClientAuth:     tls.RequireAndVerifyClientCert,
 		MinVersion:     tls.VersionTLS12,
@@ -184,14 +207,30 @@ func (g *Gateway) Listen() error {
 	if g.clientLn, err = net.Listen("tcp", g.cfg.Client.Listen); err != nil {
 		return fmt.Errorf("gateway: client listener: %w", err)
 	}
+	g.clientLn = g.obs.wire.listener(g.clientLn, wireClient)
 	if g.tunnelLn, err = net.Listen("tcp", g.cfg.TunnelListen()); err != nil {
 		g.clientLn.Close()
 		return fmt.Errorf("gateway: tunnel listener: %w", err)
 	}
+	g.tunnelLn = g.obs.wire.listener(g.tunnelLn, wireTunnel)
+	if err = g.listenTransports(); err != nil {
+		g.clientLn.Close()
+		g.tunnelLn.Close()
+		return err
+	}
 	if g.adminLn, err = g.adm.Listen(); err != nil {
 		g.clientLn.Close()
 		g.tunnelLn.Close()
+		g.closeTransports()
 		return fmt.Errorf("gateway: %w", err)
+	}
+	if g.acme != nil && g.cfg.Client.ACME.Challenge == ChallengeHTTP01 {
+		if g.acmeLn, err = net.Listen("tcp", g.cfg.Client.ACME.HTTPListen); err != nil {
+			g.clientLn.Close()
+			g.tunnelLn.Close()
+			g.adminLn.Close()
+			return fmt.Errorf("gateway: ACME HTTP-01 listener: %w", err)
+		}
 	}
 	return nil
 }
@@ -214,11 +253,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	g.updateReady()
+	stopObs := g.runObservability(ctx)
+	defer stopObs()
 	srv := g.clientServer()
 	errc := make(chan error, 4)
 	tctx, cancelTunnel := context.WithCancel(context.Background())
 	defer cancelTunnel()
 	go func() { errc <- g.tun.Serve(tctx, g.tunnelLn, tunnel.TransportTCPTLS) }()
+	g.serveTransports(tctx, errc)
 	actx, cancelAdmin := context.WithCancel(context.Background())
 	defer cancelAdmin()
 	go func() { errc <- g.adm.Serve(actx, g.adminLn) }()
@@ -228,6 +270,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 			errc <- err
 		}
 	}()
+	go func() { _ = g.pol.Run(actx) }()
+	go g.watchCerts(actx, g.cfg.Client.CertCheckInterval)
+	if g.acme != nil {
+		stopACME := g.startACME(actx, errc)
+		defer stopACME()
+	}
 	go func() {
 		err := srv.Serve(tls.NewListener(g.clientLn, srv.TLSConfig))
 		if errors.Is(err, http.ErrServerClosed) {
@@ -249,29 +297,17 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return runErr
 }
 
-// shutdown stops taking devices, lets requests in flight finish, tells the
-// connectors, then closes the tunnels.
-func (g *Gateway) shutdown(srv *http.Server) {
-	g.draining.Store(true)
-	g.updateReady()
-	g.tun.Drain()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		g.log.Warn("gateway: requests still in flight at the end of the grace period were cut", "err", err)
-		srv.Close()
-	}
-	g.content.close()
-	g.log.Info("gateway: stopped")
-}
-
 // clientServer is the device-facing HTTPS server.
 func (g *Gateway) clientServer() *http.Server {
 	minV, _ := tlsVersion(g.cfg.Client.MinTLSVersion)
+	protos := []string{"http/1.1"}
+	if g.acme != nil && g.cfg.Client.ACME.Challenge == ChallengeTLSALPN01 {
+		protos = append(protos, alpnProtocol)
+	}
 	tlsCfg := &tls.Config{
 		GetCertificate: g.cert.get,
 		MinVersion:     minV,
-		NextProtos:     []string{"http/1.1"},
+		NextProtos:     protos,
 		VerifyConnection: func(tls.ConnectionState) error {
 			g.m.handshakes.WithLabelValues("success").Inc()
 			return nil
@@ -284,7 +320,7 @@ func (g *Gateway) clientServer() *http.Server {
 		tlsCfg.ClientAuth = tls.RequestClientCert
 		tlsCfg.ClientCAs = v.Roots()
 	}
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           g,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: g.cfg.Client.ReadHeaderTimeout,
@@ -294,6 +330,8 @@ func (g *Gateway) clientServer() *http.Server {
 		ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return auth.WithConnCache(ctx) },
 		ConnState:         g.connState,
 	}
+	g.shareClientListener(srv)
+	return srv
 }
 
 func (g *Gateway) connState(c net.Conn, s http.ConnState) {
@@ -327,9 +365,7 @@ func (g *Gateway) Registry() *tunnel.Registry { return g.reg }
 
 // deviceHash is the keyed hash of a device identity that logs carry.
 func (g *Gateway) deviceHash(device string) string {
-	mac := hmac.New(sha256.New, g.hashKey)
-	mac.Write([]byte(device))
-	return hex.EncodeToString(mac.Sum(nil)[:8])
+	return g.obs.hashDevice(device)
 }
 
 // rand is the request id source; ids need to be unique, not secret.

@@ -5,10 +5,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cmg-gateway/cmg/appliance/auth"
 	"github.com/cmg-gateway/cmg/appliance/httperror"
+	"github.com/cmg-gateway/cmg/policies"
 	"github.com/cmg-gateway/cmg/tunnel"
 )
 
@@ -52,6 +54,12 @@ type exchange struct {
 	fromClient    int64
 	attempts      int
 	connector     string
+	// preq is the policy's view of the request; permit holds its admission.
+	preq   policies.Request
+	permit policies.Permit
+	// tooLarge is set by the body sender when the body went over its limit.
+	tooLarge atomic.Bool
+	trace    exchangeTrace
 }
 
 // ServeHTTP is the device request path: method, prefix, authentication, route,
@@ -64,6 +72,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		start:   g.now(),
 		kindIdx: noRole,
 	}
+	g.startSpan(x)
 	defer g.finish(x)
 	if !methodAllowed(r.Method) {
 		g.fail(x, httperror.New(httperror.MethodNotAllowed, "method "+r.Method+" is not allowed"))
@@ -88,6 +97,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.ident = id
+	g.observeDevice(id.Device)
 	if strings.EqualFold(roleID, serviceMetadata) && rest == "" {
 		g.serviceMetadata(x, mode)
 		return
@@ -98,6 +108,10 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.role, x.kindIdx = role, role.kindIdx
+	if !g.admit(x) {
+		return
+	}
+	defer x.permit.Release()
 	g.forward(x, authValue(mode))
 }
 
@@ -179,7 +193,8 @@ func (g *Gateway) finish(x *exchange) {
 }
 
 func (g *Gateway) record(x *exchange) {
-	d := g.now().Sub(x.start)
+	end := g.now()
+	d := end.Sub(x.start)
 	code := x.w.status
 	if x.reason == httperror.ClientClosed {
 		code = httperror.StatusClientClosed
@@ -189,13 +204,17 @@ func (g *Gateway) record(x *exchange) {
 	}
 	m := g.m
 	m.requests.WithLabelValues(roleKindLabels[x.kindIdx], methodLabel(x.r.Method), codeLabel(code)).Inc()
-	m.duration[x.kindIdx].Observe(d.Seconds())
+	g.observeDuration(x, d)
+	g.endSpan(x, code, end)
 	if x.reason != "" {
 		if c := m.errors[x.reason]; c != nil {
 			c.Inc()
 		}
 	}
 	m.egress[peerClient][x.kindIdx].Add(float64(x.w.headerBytes + x.w.bodyBytes))
+	if g.httpEgress {
+		g.CountEgress(x.w.headerBytes + x.w.bodyBytes + x.toConnector)
+	}
 	m.ingress[peerClient][x.kindIdx].Add(float64(requestHeaderSize(x.r) + x.fromClient))
 	m.egress[peerConnector][x.kindIdx].Add(float64(x.toConnector))
 	m.ingress[peerConnector][x.kindIdx].Add(float64(x.fromConnector))
@@ -211,6 +230,9 @@ func (g *Gateway) record(x *exchange) {
 		slog.Int64("bytes_out", x.w.bodyBytes),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("remote", x.r.RemoteAddr),
+	}
+	if a, ok := traceAttr(x); ok {
+		attrs = append(attrs, a)
 	}
 	if x.role != nil {
 		attrs = append(attrs, slog.String("role_id", x.role.ID), slog.String("site", x.role.Site))

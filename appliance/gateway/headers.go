@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/cmg-gateway/cmg/tracing"
 )
 
 // The gateway's own headers to the connector. A device's headers of these names
@@ -29,7 +31,7 @@ func dropRequestHeader(k string) bool {
 	switch k {
 	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Proxy-Authenticate",
 		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect", "Content-Length", "Host",
-		"Forwarded", "X-Real-Ip", "X-Client-Ip", "True-Client-Ip":
+		"Forwarded", "X-Real-Ip", "X-Client-Ip", "True-Client-Ip", tracing.HeaderTraceparent, tracing.HeaderTracestate:
 		return true
 	}
 	return strings.HasPrefix(k, "Cmg-") || strings.HasPrefix(k, "X-Forwarded-")
@@ -87,6 +89,7 @@ func writeRequestHeader(bw *bufio.Writer, x *exchange, instance int) int {
 			hdr(HeaderTenant, headerSafe(id.Tenant))
 		}
 	}
+	n += writeTraceparent(bw, x)
 	ws("Connection: close\r\n\r\n")
 	return n
 }

@@ -86,6 +86,8 @@ func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 	}
 	for _, r := range []string{"success", "failure"} {
 		m.handshakes.WithLabelValues(r)
+		m.reloads.WithLabelValues("certificate", r)
+		m.reloads.WithLabelValues("config", r)
 	}
 	for _, c := range []prometheus.Collector{m.requests, duration, inflight, egress, ingress, errs, m.conns, m.handshakes, m.ready, m.reloads} {
 		if err := reg.Register(c); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/connector"
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/metrics"
+	"github.com/cmg-gateway/cmg/profiling"
 )
 
 func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -28,7 +29,8 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	log := newLogger(stderr, cfg.Log.Level)
+	log, flushLog := newLogger(stderr, cfg.Log.Level)
+	defer flushLog()
 	c, err := connector.New(cfg, connector.Options{Logger: log, Registry: metrics.NewRegistry("connector")})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -38,6 +40,8 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stdout, "%s: ok\n", *path)
 		return 0
 	}
+	otelErrorsTo(log)
+	defer startProfiling(ctx, cfg.Profiling, profiling.Tags{Instance: cfg.Name, Role: "connector"}, log)()
 	if err := c.Run(ctx); err != nil {
 		log.Error("connector stopped with an error", "err", err)
 		return 1

@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/cmg-gateway/cmg/appliance/gateway"
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/metrics"
+	"github.com/cmg-gateway/cmg/profiling"
 )
 
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -28,7 +30,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	log := newLogger(stderr, cfg.Log.Level)
+	log, flushLog := newLogger(stderr, cfg.Log.Level)
+	defer flushLog()
 	g, err := gateway.New(cfg, gateway.Options{Logger: log, Registry: metrics.NewRegistry("gateway")})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -40,6 +43,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	stopHUP := onSIGHUP(ctx, func() { g.Reload(*path) })
 	defer stopHUP()
+	otelErrorsTo(log)
+	defer startProfiling(ctx, cfg.Profiling, profiling.Tags{Instance: strconv.Itoa(cfg.Instance), Role: "gateway"}, log)()
 	if err := g.Run(ctx); err != nil {
 		log.Error("gateway stopped with an error", "err", err)
 		return 1

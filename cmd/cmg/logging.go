@@ -3,13 +3,10 @@ package main
 import (
 	"io"
 	"log/slog"
+
+	"github.com/cmg-gateway/cmg/logging"
 )
 
-// newLogger returns a JSON slog logger at the named level.
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
-}
+// newLogger returns a JSON slog logger at the named level, with warnings and
+// errors rate-limited per message and info lines batched; call flush at exit.
+func newLogger(w io.Writer, level string) (*slog.Logger, func()) { return logging.New(w, level) }

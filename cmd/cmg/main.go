@@ -24,6 +24,7 @@ type command struct {
 var commands = map[string]command{
 	"gateway":     {"run a gateway instance", runGateway},
 	"connector":   {"run a connector", runConnector},
+	"analyze":     {"connection analyzer: DNS, TCP, TLS, auth, proxy, tunnel and roles per instance; exit 1 on any failure", runAnalyze},
 	"demo":        {"run the embedded demo (demo init writes its files)", runDemo},
 	"pki":         {"a small dev PKI: init, issue, revoke", runPKI},
 	"loadtest":    {"the device simulator; loadtest roles runs the simulated roles", runLoadtest},

@@ -19,13 +19,11 @@ func runRoles(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("loadtest roles", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "listen on this `address` (host:port)")
-	config := fs.String("config", "", "optional YAML `file` of roles.Config (seed, site, tls, sizes, distribution_point)")
-	siteKey := fs.String("site-key", "", "the site signing key `FILE`: the management point then issues content tokens (GET /mp/cmg-content-token?package=P)")
-	site := fs.String("site", "site1", "the `SITE` the content tokens are for")
+	config := fs.String("config", "", "optional YAML `file` of roles.Config (seed, site, tls, sizes)")
+	siteKey := fs.String("site-key", "", "make CCM_STS issue site device tokens signed by this site key `file` (cmg token keygen; cmg demo init writes pki/site-key.pem), for the site code of the config")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: cmg loadtest roles [-listen ADDR] [-config FILE]\n\n"+
-			"Runs the simulated management point (under /mp/), software update point (under /sup/) and\n"+
-			"distribution point (under /dp/)\n"+
+			"Runs the simulated management point (under /mp/) and software update point (under /sup/)\n"+
 			"until interrupted. GET /roles/stats shows requests and bytes per role.\n\nflags:")
 		fs.PrintDefaults()
 	}
@@ -46,7 +44,18 @@ func runRoles(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	var opts []roles.Option
 	if *siteKey != "" {
-		iss, err := contentIssuer(*siteKey, *site)
+		issuer, err := roles.LoadSiteTokenIssuer(*siteKey, cfg.Site.Code)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest roles: %v\n", err)
+			return 1
+		}
+		opts = append(opts, roles.WithTokenIssuer(issuer))
+		key, err := sitetoken.LoadKey(*siteKey)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest roles: %v\n", err)
+			return 1
+		}
+		iss, err := sitetoken.NewIssuer(key, "", cfg.Site.Code)
 		if err != nil {
 			fmt.Fprintf(stderr, "loadtest roles: %v\n", err)
 			return 1
@@ -68,18 +77,10 @@ func runRoles(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		scheme = "https"
 	}
 	base := scheme + "://" + ln.Addr().String()
-	fmt.Fprintf(stdout, "management point:      %s/mp\nsoftware update point: %s/sup\ndistribution point:    %s/dp\nstats:                 %s/roles/stats\n", base, base, base, base)
+	fmt.Fprintf(stdout, "management point:      %s/mp\nsoftware update point: %s/sup\nstats:                 %s/roles/stats\n", base, base, base)
 	if err := srv.Run(ctx, ln); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	return 0
-}
-
-func contentIssuer(keyFile, site string) (*sitetoken.Issuer, error) {
-	key, err := sitetoken.LoadKey(keyFile)
-	if err != nil {
-		return nil, err
-	}
-	return sitetoken.NewIssuer(key, "", site)
 }
