@@ -3,8 +3,10 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,10 +65,17 @@ func (e *procEnv) contentToken(pkg string) string {
 	return tok
 }
 
-func (e *procEnv) rolesStats() roles.Stats {
+func (e *procEnv) siteStats() roles.Stats {
 	e.t.Helper()
+	resp, err := http.Get("http://" + e.m.Roles.Listen + "/roles/stats")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
 	var st roles.Stats
-	getJSON(e.t, "http://"+e.m.Roles.Listen+"/roles/stats", &st)
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		e.t.Fatal(err)
+	}
 	return st
 }
 
@@ -155,7 +164,7 @@ func TestContent200DevicesOneFetch(t *testing.T) {
 	delta := func(name string, labels ...string) float64 {
 		return metricValue(after, name, labels...) - metricValue(before, name, labels...)
 	}
-	st := e.rolesStats()
+	st := e.siteStats()
 	dp := st.Roles[roles.RoleDP]
 	rss := gws[0].peakRSS()
 	fromConnector := delta("cmg_gateway_ingress_bytes_total", "peer", "connector", "role", "distribution_point")
@@ -227,7 +236,7 @@ func TestContentFetchInterruptedByConnectorKill(t *testing.T) {
 		first <- result{d, err, s}
 	}()
 	waitFor(t, "the fetch to be under way", 10*time.Second, func() bool {
-		return e.rolesStats().Roles[roles.RoleDP].BodyBytesSent > 8<<20
+		return e.siteStats().Roles[roles.RoleDP].BodyBytesSent > 8<<20
 	})
 	conns[0].kill(syscall.SIGKILL)
 	r := <-first
@@ -253,7 +262,7 @@ func TestContentFetchInterruptedByConnectorKill(t *testing.T) {
 	if len(files) != 1 || !strings.HasSuffix(files[0], "-"+f.sha256()) {
 		t.Errorf("cache directory holds %v, want the one verified file", files)
 	}
-	fetched := e.rolesStats().Kinds["dp.file"]
+	fetched := e.siteStats().Kinds["dp.file"]
 
 	// The cache survives a gateway restart.
 	gws[0].kill(syscall.SIGTERM)
@@ -263,7 +272,7 @@ func TestContentFetchInterruptedByConnectorKill(t *testing.T) {
 	if err != nil || sha256hex(data) != f.sha256() {
 		t.Fatalf("download after the gateway restarted: %v %s", err, stderr)
 	}
-	if got := e.rolesStats().Kinds["dp.file"]; got != fetched {
+	if got := e.siteStats().Kinds["dp.file"]; got != fetched {
 		t.Errorf("after the restart the file was fetched again (%d file requests, want %d): the cache did not survive", got, fetched)
 	}
 }
@@ -288,7 +297,7 @@ func TestContentFetchResumesOnAnotherConnector(t *testing.T) {
 		first <- result{d, err, s}
 	}()
 	waitFor(t, "the fetch to be under way", 10*time.Second, func() bool {
-		return e.rolesStats().Roles[roles.RoleDP].BodyBytesSent > 8<<20
+		return e.siteStats().Roles[roles.RoleDP].BodyBytesSent > 8<<20
 	})
 	// Kill the connector carrying the fetch.
 	var carrier string
@@ -316,7 +325,7 @@ func TestContentFetchResumesOnAnotherConnector(t *testing.T) {
 	if r.err != nil || sha256hex(r.data) != f.sha256() {
 		t.Fatalf("download across the kill of %s: %v %s, %d bytes", carrier, r.err, r.stderr, len(r.data))
 	}
-	dp := e.rolesStats()
+	dp := e.siteStats()
 	t.Logf("killed %s mid-file; the fill resumed on the other connector: %d file requests, %s sent by the DP for a %s file",
 		carrier, dp.Kinds["dp.file"], mib(int64(dp.Roles[roles.RoleDP].BodyBytesSent)), mib(f.size))
 	if got := dp.Kinds["dp.file"]; got != 2 {

@@ -82,8 +82,8 @@ func (e *env) contentToken(pkg string) string {
 	return reply.Token
 }
 
-// rolesStats reads the simulated roles' counters.
-func (e *env) rolesStats() roles.Stats {
+// siteStats reads the simulated roles' counters.
+func (e *env) siteStats() roles.Stats {
 	e.t.Helper()
 	var st roles.Stats
 	getJSON(e.t, "http://"+e.m.Roles.Listen+"/roles/stats", &st)
@@ -130,7 +130,7 @@ func TestContentThroughTheCache(t *testing.T) {
 	if got := metricValue(fams, "cmg_gateway_ingress_bytes_total", "peer", "connector", "role", "distribution_point"); got < float64(len(want)) || got > float64(len(want))+16<<10 {
 		t.Errorf("ingress from connectors for role distribution_point = %v, want the file once (%d) plus headers", got, len(want))
 	}
-	st := e.rolesStats()
+	st := e.siteStats()
 	if got := st.Kinds["dp.file"]; got != 1 {
 		t.Errorf("the distribution point served the file %d times, want once", got)
 	}
@@ -183,7 +183,7 @@ func TestContentThroughTheCache(t *testing.T) {
 	if head.status != http.StatusOK || head.header.Get("Content-Length") != "3145728" || head.header.Get("ETag") != `"`+cab.sha256()+`"` {
 		t.Fatalf("HEAD of an uncached file: %d %v", head.status, head.header)
 	}
-	if got := e.rolesStats().Kinds["dp.file"]; got != 1 {
+	if got := e.siteStats().Kinds["dp.file"]; got != 1 {
 		t.Errorf("HEAD fetched the file (%d file requests, want still 1)", got)
 	}
 	part := e.curl(false, cab.url(e, 1), append(bearer(tok), "-r", "2000000-2000099")...)
@@ -254,7 +254,7 @@ func TestContentRefusals(t *testing.T) {
 	if got := metricValue(fams, "cmg_content_requests_total", "result", "error"); got < 10 {
 		t.Errorf("cmg_content_requests_total{result=error} = %v, want every refusal counted", got)
 	}
-	if got := e.rolesStats().Kinds["dp.file"]; got != 0 {
+	if got := e.siteStats().Kinds["dp.file"]; got != 0 {
 		t.Errorf("refused requests reached the distribution point %d times", got)
 	}
 }
@@ -303,7 +303,7 @@ func TestContentCacheBoundAndEviction(t *testing.T) {
 		},
 	})
 	tok := e.contentToken("CMG00010")
-	fetches := func() uint64 { return e.rolesStats().Kinds["dp.file"] }
+	fetches := func() uint64 { return e.siteStats().Kinds["dp.file"] }
 	get := func(f contentFile) {
 		t.Helper()
 		res := e.curl(false, f.url(e, 0), bearer(tok)...)
@@ -493,7 +493,7 @@ func TestContentRangesInterruptedAndResumed(t *testing.T) {
 		t.Errorf("no download was interrupted (cuts %d, failures %d): the test proves nothing", totalCuts.Load(), failures)
 	}
 	// Each instance fetched the file once, however many devices and ranges.
-	if got := e.rolesStats().Kinds["dp.file"]; got != 2 {
+	if got := e.siteStats().Kinds["dp.file"]; got != 2 {
 		t.Errorf("the distribution point served the file %d times, want once per instance (2)", got)
 	}
 }

@@ -70,6 +70,8 @@ type env struct {
 	gws   []*part
 	conns []*part
 	roles *part
+	// rolesTweak changes the simulated roles' configuration (envOptions.roles).
+	rolesTweak func(*roles.Config)
 }
 
 // part is one running component.
@@ -104,9 +106,9 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, m: m}
+	e := &env{t: t, m: m, rolesTweak: opts.roles}
 	t.Cleanup(e.stopAll)
-	e.startRoles(opts.roles)
+	e.startRoles()
 	for i := range m.Gateways {
 		cfg := demo.GatewayConfig(m, i)
 		if opts.gateway != nil {
@@ -134,10 +136,10 @@ func newEnv(t *testing.T, opts envOptions) *env {
 
 func (e *env) logger(name string) *slogLogger { return newTestLogger(e.t, name) }
 
-func (e *env) startRoles(tweak func(*roles.Config)) {
+func (e *env) startRoles() {
 	cfg := roles.DefaultConfig()
-	if tweak != nil {
-		tweak(&cfg)
+	if e.rolesTweak != nil {
+		e.rolesTweak(&cfg)
 	}
 	iss, err := demo.SiteIssuer(e.m)
 	if err != nil {
