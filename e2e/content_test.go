@@ -179,9 +179,14 @@ func TestContentThroughTheCache(t *testing.T) {
 	// the range is served from it; HEAD and If-None-Match of an uncached file
 	// are answered from the manifest without fetching the file.
 	cabBytes := cab.bytes()
-	head := e.curl(false, cab.url(e, 1), append(bearer(tok), "-I")...)
-	if head.status != http.StatusOK || head.header.Get("Content-Length") != "3145728" || head.header.Get("ETag") != `"`+cab.sha256()+`"` {
-		t.Fatalf("HEAD of an uncached file: %d %v", head.status, head.header)
+	for i, want := range []string{"miss", "hit"} { // the manifest: fetched, then in memory
+		head := e.curl(false, cab.url(e, 1), append(bearer(tok), "-I")...)
+		if head.status != http.StatusOK || head.header.Get("Content-Length") != "3145728" || head.header.Get("ETag") != `"`+cab.sha256()+`"` {
+			t.Fatalf("HEAD of an uncached file: %d %v", head.status, head.header)
+		}
+		if got := metricValue(scrape(t, e.gws[1].admin), "cmg_content_requests_total", "result", want); got != 1 {
+			t.Errorf("HEAD %d of an uncached file: cmg_content_requests_total{result=%q} = %v, want 1", i, want, got)
+		}
 	}
 	if got := e.siteStats().Kinds["dp.file"]; got != 1 {
 		t.Errorf("HEAD fetched the file (%d file requests, want still 1)", got)

@@ -202,7 +202,7 @@ func (g *Gateway) serveContent(x *exchange) {
 			return
 		}
 	}
-	man, err := cs.manifest(ctx, x.id, dps, pkg, ver)
+	man, fetched, err := cs.manifest(ctx, x.id, dps, pkg, ver)
 	if err != nil {
 		g.fail(x, httperror.As(err, httperror.BackendUnavailable))
 		return
@@ -213,21 +213,25 @@ func (g *Gateway) serveContent(x *exchange) {
 		return
 	}
 	info := contentcache.Info{Size: mf.Size, SHA256: mf.Sum()}
-	result = contentMiss
 	setContentHeaders(x, info)
 	if r.Method == http.MethodHead || notModified(r, info.ETag()) {
+		// Answered from the manifest: a miss only when this request fetched it.
+		result = contentHit
+		if fetched {
+			result = contentMiss
+		}
 		http.ServeContent(cs.writer(x, sourceTunnel), r, "", time.Time{}, &sizeOnly{size: info.Size})
 		return
 	}
 	if cs.cache != nil {
 		rd, err := cs.cache.Fill(ctx, key, info, cs.fetcher(x.id, dps, key))
 		if err == nil {
+			// A hit when the file was cached meanwhile or its fetch was
+			// already under way.
 			src := sourceCache
-			switch {
-			case rd.Started():
-				src = sourceTunnel
-			default:
-				result = contentHit // cached meanwhile, or joined a fetch in progress
+			result = contentHit
+			if rd.Started() {
+				result, src = contentMiss, sourceTunnel
 			}
 			cs.serveReader(x, rd, src)
 			return
@@ -236,6 +240,7 @@ func (g *Gateway) serveContent(x *exchange) {
 			g.log.Warn("gateway: content cache unavailable; streaming through", "request_id", x.id, "err", err)
 		}
 	}
+	result = contentMiss
 	cs.passThrough(x, dps, key, info)
 }
 

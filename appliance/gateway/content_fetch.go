@@ -272,8 +272,9 @@ func rangeStart(cr string) int64 {
 }
 
 // manifest returns a package version's manifest, from memory or fetched
-// once however many requests ask at the same time.
-func (cs *contentServer) manifest(ctx context.Context, reqID string, dps []*allowedRole, pkg, ver string) (*contentmanifest.Manifest, error) {
+// once however many requests ask at the same time; fetched reports whether
+// this request fetched it.
+func (cs *contentServer) manifest(ctx context.Context, reqID string, dps []*allowedRole, pkg, ver string) (m *contentmanifest.Manifest, fetched bool, err error) {
 	key := dps[0].Site + "\x00" + pkg + "\x00" + ver
 	return cs.manifests.get(ctx, key, func() (*contentmanifest.Manifest, error) {
 		return cs.fetchManifest(reqID, dps, pkg, ver)
@@ -339,7 +340,7 @@ func newManifestCache(ttl time.Duration, now func() time.Time) *manifestCache {
 	return &manifestCache{ttl: ttl, now: now, m: map[string]*manifestEntry{}}
 }
 
-func (mc *manifestCache) get(ctx context.Context, key string, load func() (*contentmanifest.Manifest, error)) (*contentmanifest.Manifest, error) {
+func (mc *manifestCache) get(ctx context.Context, key string, load func() (*contentmanifest.Manifest, error)) (m *contentmanifest.Manifest, loaded bool, err error) {
 	now := mc.now()
 	mc.mu.Lock()
 	e := mc.m[key]
@@ -369,14 +370,14 @@ func (mc *manifestCache) get(ctx context.Context, key string, load func() (*cont
 			e.expires = time.Time{} // not kept: the next request tries again
 		}
 		close(e.done)
-		return e.man, e.err
+		return e.man, true, e.err
 	}
 	mc.mu.Unlock()
 	select {
 	case <-e.done:
-		return e.man, e.err
+		return e.man, false, e.err
 	case <-ctx.Done():
-		return nil, httperror.Wrap(httperror.ClientClosed, "the device went away", ctx.Err())
+		return nil, false, httperror.Wrap(httperror.ClientClosed, "the device went away", ctx.Err())
 	}
 }
 

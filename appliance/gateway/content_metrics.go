@@ -16,7 +16,7 @@ func newContentMetrics(reg prometheus.Registerer, cache *contentcache.Cache) (*c
 	m := &contentMetrics{}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cmg_content_requests_total",
-		Help: "Content downloads by result: hit (served from this instance's cache, or joined a fetch in progress), miss (needed the site: a fetch started, streamed through, or a HEAD answered from the manifest), error.",
+		Help: "Content requests by result: hit (served without this request crossing the tunnel: from the cache, from a fetch another request started, or a HEAD answered from a manifest in memory), miss (this request fetched through the tunnel: the file, a stream-through, or the manifest), error.",
 	}, []string{"result"})
 	served := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cmg_content_served_bytes_total",

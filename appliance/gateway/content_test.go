@@ -111,7 +111,7 @@ func TestManifestCache(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if m, err := mc.get(ctx, "k", load); m != man || err != nil {
+			if m, _, err := mc.get(ctx, "k", load); m != man || err != nil {
 				t.Errorf("got %v %v", m, err)
 			}
 		}()
@@ -123,12 +123,12 @@ func TestManifestCache(t *testing.T) {
 		t.Errorf("%d loads for 10 concurrent requests, want 1", got)
 	}
 	advance(59 * time.Second)
-	_, _ = mc.get(ctx, "k", load)
+	_, _, _ = mc.get(ctx, "k", load)
 	if got := loads.Load(); got != 1 {
 		t.Errorf("reloaded within the TTL (%d loads)", got)
 	}
 	advance(2 * time.Second)
-	_, _ = mc.get(ctx, "k", load)
+	_, _, _ = mc.get(ctx, "k", load)
 	if got := loads.Load(); got != 2 {
 		t.Errorf("%d loads after the TTL, want 2", got)
 	}
@@ -136,17 +136,17 @@ func TestManifestCache(t *testing.T) {
 	// A missing version is remembered briefly; a transient failure is not.
 	var missing, transient atomic.Int32
 	for i := 0; i < 3; i++ {
-		_, err := mc.get(ctx, "missing", func() (*contentmanifest.Manifest, error) { missing.Add(1); return nil, errNoVersion })
+		_, _, err := mc.get(ctx, "missing", func() (*contentmanifest.Manifest, error) { missing.Add(1); return nil, errNoVersion })
 		if !errors.Is(err, errNoVersion) {
 			t.Errorf("got %v, want errNoVersion", err)
 		}
-		_, _ = mc.get(ctx, "flaky", func() (*contentmanifest.Manifest, error) { transient.Add(1); return nil, errors.New("tunnel broke") })
+		_, _, _ = mc.get(ctx, "flaky", func() (*contentmanifest.Manifest, error) { transient.Add(1); return nil, errors.New("tunnel broke") })
 	}
 	if missing.Load() != 1 || transient.Load() != 3 {
 		t.Errorf("loads: missing %d (want 1), transient %d (want 3)", missing.Load(), transient.Load())
 	}
 	advance(missingManifestTTL)
-	_, _ = mc.get(ctx, "missing", func() (*contentmanifest.Manifest, error) { missing.Add(1); return nil, errNoVersion })
+	_, _, _ = mc.get(ctx, "missing", func() (*contentmanifest.Manifest, error) { missing.Add(1); return nil, errNoVersion })
 	if missing.Load() != 2 {
 		t.Errorf("a missing version was remembered past %v", missingManifestTTL)
 	}
