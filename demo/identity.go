@@ -104,6 +104,16 @@ rules:
         kind: device
     action: allow
 
+  # Content downloads (/cmg/v1/content/) with the site's content tokens.
+  - name: site-content
+    match:
+      auth: site_token
+      role: distribution_point
+      claims:
+        site: %[1]s
+        kind: content
+    action: allow
+
   # Azure AD joined devices, when auth.tokens.oidc is configured (the issuer,
   # audience and tenants are checked before the policy runs).
   - name: azure-ad-devices
@@ -137,4 +147,13 @@ func identityConfig(m *Manifest, cfg *gateway.Config) {
 // demo: real site device tokens signed by the demo site key.
 func SiteTokenIssuer(m *Manifest) (roles.TokenIssuer, error) {
 	return roles.LoadSiteTokenIssuer(m.SiteKeyFile, m.SiteCode)
+}
+
+// SiteIssuer is the demo site's token issuer (content tokens carry the site code).
+func SiteIssuer(m *Manifest) (*sitetoken.Issuer, error) {
+	key, err := sitetoken.LoadKey(m.SiteKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	return sitetoken.NewIssuer(key, "", m.SiteCode)
 }

@@ -28,6 +28,7 @@ const (
 	Site            = "site1"
 	MPRoleID        = "72057594037927939" // 0x0100000000000003, as real RoleIDs look
 	SUPRoleID       = "72057594037927940"
+	DPRoleID        = "72057594037927941"
 	DeviceName      = "device-0001"
 	host            = "127.0.0.1"
 	// SiteCode is the site code of the simulated management point: the `site`
@@ -99,6 +100,7 @@ type RolesEntry struct {
 	Listen              string `json:"listen"`
 	ManagementPoint     string `json:"management_point"`
 	SoftwareUpdatePoint string `json:"software_update_point"`
+	DistributionPoint   string `json:"distribution_point"`
 }
 
 // ManifestFile is the manifest's name in the demo directory.
@@ -178,7 +180,7 @@ func newManifest(dir string, base int, pd pki.Dir) *Manifest {
 		ClientCertFile: pd.Path(pki.ClientCert(DeviceName)),
 		ClientKeyFile:  pd.Path(pki.ClientKey(DeviceName)),
 		Site:           Site,
-		RoleIDs:        map[string]string{string(tunnel.ManagementPoint): MPRoleID, string(tunnel.SoftwareUpdatePoint): SUPRoleID},
+		RoleIDs:        map[string]string{string(tunnel.ManagementPoint): MPRoleID, string(tunnel.SoftwareUpdatePoint): SUPRoleID, string(tunnel.DistributionPoint): DPRoleID},
 		ExamplePath:    "/CCM_Proxy_MutualAuth/" + MPRoleID + "/SMS_MP/.sms_aut?MPLIST",
 		ReadyFile:      filepath.Join(dir, "ready"),
 	}
@@ -188,6 +190,7 @@ func newManifest(dir string, base int, pd pki.Dir) *Manifest {
 		Listen:              rolesAddr,
 		ManagementPoint:     "http://" + rolesAddr + "/mp",
 		SoftwareUpdatePoint: "http://" + rolesAddr + "/sup",
+		DistributionPoint:   "http://" + rolesAddr + "/dp",
 	}
 	for i := 0; i < Instances; i++ {
 		m.Gateways = append(m.Gateways, GatewayEntry{
@@ -244,8 +247,12 @@ func GatewayConfig(m *Manifest, i int) gateway.Config {
 		Roles: []gateway.RoleConfig{
 			{ID: MPRoleID, Kind: tunnel.ManagementPoint},
 			{ID: SUPRoleID, Kind: tunnel.SoftwareUpdatePoint},
+			{ID: DPRoleID, Kind: tunnel.DistributionPoint},
 		},
+		Code: SiteCode,
 	}}
+	cfg.Content.Cache.Dir = filepath.Join(m.Dir, fmt.Sprintf("content-cache-%d", i))
+	cfg.Content.Cache.MaxBytes = 2 << 30
 	return cfg
 }
 
@@ -274,6 +281,8 @@ func ConnectorConfig(m *Manifest, j int) connector.Config {
 			Timeout: connector.DefaultRoleTimeout, HealthURL: m.Roles.ManagementPoint + "/healthz"},
 		{ID: SUPRoleID, Kind: tunnel.SoftwareUpdatePoint, URL: m.Roles.SoftwareUpdatePoint, Auth: both,
 			Timeout: connector.DefaultRoleTimeout, HealthURL: m.Roles.SoftwareUpdatePoint + "/healthz"},
+		{ID: DPRoleID, Kind: tunnel.DistributionPoint, URL: m.Roles.DistributionPoint, Auth: []string{tunnel.AuthServer},
+			Timeout: connector.DefaultRoleTimeout, HealthURL: m.Roles.DistributionPoint + "/healthz"},
 	}
 	cfg.Health.Interval = 2 * time.Second
 	cfg.Admin = admin.Config{Listen: fmt.Sprintf("%s:%d", host, m.PortBase+offConnAdmin+j), Pprof: true}

@@ -54,7 +54,11 @@ func Run(ctx context.Context, opts RunOptions) error {
 	if err != nil {
 		return err
 	}
-	rolesSrv, err := roles.New(roles.DefaultConfig(), logs.logger("roles"), roles.WithTokenIssuer(issuer))
+	contentIss, err := SiteIssuer(m)
+	if err != nil {
+		return err
+	}
+	rolesSrv, err := roles.New(roles.DefaultConfig(), logs.logger("roles"), roles.WithTokenIssuer(issuer), roles.WithContentTokens(contentIss))
 	if err != nil {
 		return err
 	}

@@ -100,6 +100,8 @@ type envOptions struct {
 	connectors int
 	// gatewayOptions tweaks what gateway i is given besides its configuration.
 	gatewayOptions func(i int, o *gateway.Options)
+	// roles tweaks the simulated roles' configuration.
+	roles func(c *roles.Config)
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -146,11 +148,19 @@ func (e *env) logger(name string) *slogLogger {
 }
 
 func (e *env) startRoles() {
+	cfg := roles.DefaultConfig()
+	if e.opts.roles != nil {
+		e.opts.roles(&cfg)
+	}
 	issuer, err := demo.SiteTokenIssuer(e.m)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	srv, err := roles.New(roles.DefaultConfig(), e.logger("roles").Logger, roles.WithTokenIssuer(issuer))
+	contentIss, err := demo.SiteIssuer(e.m)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv, err := roles.New(cfg, e.logger("roles").Logger, roles.WithTokenIssuer(issuer), roles.WithContentTokens(contentIss))
 	if err != nil {
 		e.t.Fatal(err)
 	}

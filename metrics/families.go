@@ -47,9 +47,11 @@ var GatewayFamilies = []Family{
 	{"cmg_gateway_policy_decisions_total", "counter", []string{"rule", "action"}},
 	{"cmg_cost_egress_budget_used_ratio", "gauge", nil},
 	{"cmg_cost_egress_budget_threshold_ratio", "gauge", []string{"level"}},
+	{"cmg_content_requests_total", "counter", []string{"result"}},
+	{"cmg_content_served_bytes_total", "counter", []string{"source"}},
+	{"cmg_content_cache_bytes", "gauge", nil},
 	// Added with their issues: cmg_gateway_notification_channels, cmg_gateway_notifications_total{result},
-	// cmg_notification_delivery_seconds (notifications); cmg_content_requests_total{result},
-	// cmg_content_served_bytes_total{source}, cmg_content_cache_bytes (content).
+	// cmg_notification_delivery_seconds (notifications).
 }
 
 // ConnectorFamilies are the families a connector exports, as built so far.

@@ -41,6 +41,7 @@ type Config struct {
 	Drain DrainConfig `yaml:"drain"`
 	// ProxyProtocol is PROXY protocol v2 from the load balancers (proxyproto.go).
 	ProxyProtocol ProxyProtocolConfig `yaml:"proxy_protocol"`
+	Content       ContentConfig       `yaml:"content"`
 	// Sites is the allow-list: per site, the roles it may route and the
 	// connectors allowed to serve them.
 	Sites []SiteConfig `yaml:"sites"`
@@ -111,6 +112,10 @@ type LogConfig struct {
 // SiteConfig is one site of the allow-list.
 type SiteConfig struct {
 	Name string `yaml:"name"`
+	// Code is the `site` claim of the site's tokens (its site code, as PS1),
+	// when it is not Name: a content token's site names the site whose
+	// distribution point serves the file.
+	Code string `yaml:"code,omitempty"`
 	// Connectors are the connector names allowed to serve this site's roles.
 	Connectors []string     `yaml:"connectors"`
 	Roles      []RoleConfig `yaml:"roles"`
@@ -160,6 +165,7 @@ func DefaultConfig() Config {
 		Tracing:   tracing.DefaultConfig(),
 		Profiling: profiling.DefaultConfig(),
 		Drain:     DefaultDrainConfig(),
+		Content:   DefaultContentConfig(),
 	}
 }
 
@@ -219,6 +225,7 @@ func (c *Config) Validate() error {
 	ps.Merge("tracing", c.Tracing.Validate())
 	ps.Merge("profiling", c.Profiling.Validate())
 	c.validateTransports(&ps)
+	ps.Merge("content", c.Content.Validate())
 	return ps.Err()
 }
 
@@ -258,6 +265,9 @@ func validateSites(sites []SiteConfig, ps *configfile.Problems) {
 			ps.Addf(p+".name", "site %q is listed twice", s.Name)
 		}
 		siteNames[s.Name] = true
+		if s.Code != "" && !tunnel.ValidName(s.Code) {
+			ps.Addf(p+".code", "%q is not 1-64 letters, digits, '-' or '.'", s.Code)
+		}
 		if len(s.Connectors) == 0 {
 			ps.Addf(p+".connectors", "at least one connector name is required")
 		}

@@ -108,5 +108,6 @@ func (g *Gateway) shutdown(srv *http.Server) {
 		srv.Close()
 		<-shut
 	}
+	g.content.close()
 	g.log.Info("gateway: stopped")
 }

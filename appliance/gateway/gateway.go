@@ -62,6 +62,7 @@ type Gateway struct {
 	policyFile string     // the policy file in force
 
 	obs      observability
+	content  *contentServer
 	draining atomic.Bool
 
 	writers sync.Pool // *bufio.Writer towards connectors
@@ -131,6 +132,9 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	}
 	g.adm, err = admin.New(cfg.Admin, opts.Registry, g.Ready, func() any { return g.Status() }, g.log)
 	if err != nil {
+		return nil, err
+	}
+	if g.content, err = newContentServer(g); err != nil {
 		return nil, err
 	}
 	return g, nil

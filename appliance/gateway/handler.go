@@ -78,6 +78,10 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		g.fail(x, httperror.New(httperror.MethodNotAllowed, "method "+r.Method+" is not allowed"))
 		return
 	}
+	if isContentPath(r.URL.Path) {
+		g.serveContent(x)
+		return
+	}
 	mode, roleID, rest, ok := parsePrefix(r.URL.Path)
 	if !ok {
 		g.fail(x, httperror.New(httperror.RouteNotFound, "no route for this path"))
@@ -99,7 +103,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	role := g.allow.Load().role(roleID)
-	if role == nil {
+	if role == nil || role.Kind == tunnel.DistributionPoint { // content only through /cmg/v1/content/
 		g.fail(x, httperror.New(httperror.RouteNotFound, "no route for this path"))
 		return
 	}

@@ -30,6 +30,7 @@ func (g *Gateway) Reload(path string) {
 	} else {
 		g.allow.Store(newAllowList(cfg.Sites))
 		g.reloadObservability(cfg)
+		g.content.reload(cfg)
 		g.m.reloads.WithLabelValues("config", "success").Inc()
 		g.log.Info("gateway: reloaded", "config", path)
 		g.policyFile = cfg.Policy.File

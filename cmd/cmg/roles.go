@@ -10,6 +10,7 @@ import (
 
 	"github.com/cmg-gateway/cmg/configfile"
 	"github.com/cmg-gateway/cmg/loadtest/roles"
+	"github.com/cmg-gateway/cmg/sitetoken"
 )
 
 // runRoles is `cmg loadtest roles`: the simulated management point and software
@@ -49,6 +50,17 @@ func runRoles(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return 1
 		}
 		opts = append(opts, roles.WithTokenIssuer(issuer))
+		key, err := sitetoken.LoadKey(*siteKey)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest roles: %v\n", err)
+			return 1
+		}
+		iss, err := sitetoken.NewIssuer(key, "", cfg.Site.Code)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest roles: %v\n", err)
+			return 1
+		}
+		opts = append(opts, roles.WithContentTokens(iss))
 	}
 	srv, err := roles.New(cfg, logger, opts...)
 	if err != nil {

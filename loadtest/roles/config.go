@@ -18,6 +18,8 @@ type Config struct {
 	TLS TLSConfig `yaml:"tls"`
 	// Sizes of the generated replies.
 	Sizes Sizes `yaml:"sizes"`
+	// DP is the simulated distribution point's catalog (under /dp/).
+	DP DPConfig `yaml:"distribution_point"`
 
 	// ReadHeaderTimeout bounds reading a request's header. Zero means no limit.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
@@ -112,6 +114,7 @@ func DefaultConfig() Config {
 			Version: 9128,
 		},
 		Sizes:             DefaultSizes(),
+		DP:                DefaultDP(),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ShutdownGrace:     10 * time.Second,
@@ -198,6 +201,7 @@ func (c Config) Validate() error {
 		p.Addf("max_bits_sessions", "must be at least 1, got %d", c.MaxBITSSessions)
 	}
 	c.Sizes.validate(&p)
+	c.DP.validate(&p)
 	return p.Err()
 }
 

@@ -47,6 +47,9 @@ const (
 	kindSUPSelfUpdate = "sup.self_update"
 	kindSUPContent    = "sup.content"
 	kindSUPPropfind   = "sup.propfind"
+	kindContentToken  = "mp.content_token"
+	kindDPManifest    = "dp.manifest"
+	kindDPFile        = "dp.file"
 )
 
 var allKinds = []string{
@@ -57,5 +60,5 @@ var allKinds = []string{
 	kindBITSClose, kindBITSCancel, kindBITSPing, kindBITSError, kindPropfind, kindNotification,
 	kindSUPGetConfig, kindSUPAuthCookie, kindSUPGetCookie, kindSUPRegister, kindSUPSync,
 	kindSUPExtended, kindSUPFiles, kindSUPReport, kindSUPOther, kindSUPSelfUpdate,
-	kindSUPContent, kindSUPPropfind,
+	kindSUPContent, kindSUPPropfind, kindContentToken, kindDPManifest, kindDPFile,
 }

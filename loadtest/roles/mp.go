@@ -37,6 +37,9 @@ func (s *Server) serveMP(w http.ResponseWriter, r *http.Request, rest, lower str
 	case "/bgb/handler.ashx":
 		s.serveNotification(w, r)
 		return
+	case "/cmg-content-token":
+		s.serveContentToken(w, r)
+		return
 	}
 	if auth, ok := messagingPath(lower); ok {
 		s.serveMessage(w, r, auth)

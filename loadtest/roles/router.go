@@ -24,7 +24,7 @@ func mountOf(path string) (Role, string) {
 	for _, m := range []struct {
 		prefix string
 		role   Role
-	}{{"/mp", RoleMP}, {"/sup", RoleSUP}} {
+	}{{"/mp", RoleMP}, {"/sup", RoleSUP}, {"/dp", RoleDP}} {
 		if len(path) >= len(m.prefix) && strings.EqualFold(path[:len(m.prefix)], m.prefix) {
 			rest := path[len(m.prefix):]
 			if rest == "" {
@@ -72,6 +72,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case RoleSUP:
 		cw.Header().Set("Server", serverHeader)
 		s.serveSUP(cw, r, rest, lower)
+	case RoleDP:
+		cw.Header().Set("Server", serverHeader)
+		s.serveDP(cw, r, rest, lower)
 	default:
 		s.serveRoot(cw, r, lower)
 	}

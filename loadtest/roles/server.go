@@ -36,8 +36,8 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 // WithTokenIssuer sets the issuer CCM_STS uses.
 func WithTokenIssuer(f TokenIssuer) Option { return func(s *Server) { s.issueToken = f } }
 
-// Server is the simulated site: a management point under /mp/ and a software update
-// point under /sup/, on one HTTP listener.
+// Server is the simulated site: a management point under /mp/, a software update
+// point under /sup/ and a distribution point under /dp/, on one HTTP listener.
 type Server struct {
 	cfg        Config
 	log        *slog.Logger
@@ -49,6 +49,8 @@ type Server struct {
 	replies  *ccmReplies
 	bits     *bitsSessions
 	cab      []byte
+	dp       *dpCatalog
+	content  *contentTokens
 	healthy  map[Role]*atomic.Bool
 	handler  http.Handler
 }
@@ -83,6 +85,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 	s.replies = newCCMReplies(s)
 	s.bits = newBITSSessions(cfg.MaxBITSSessions, cfg.BITSSessionTTL)
 	s.cab = selfUpdateCab(cfg.Seed, cfg.Sizes.SelfUpdateCab)
+	s.dp = newDPCatalog(cfg.Seed, cfg.DP)
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s, nil
 }

@@ -14,10 +14,11 @@ type Role string
 const (
 	RoleMP    Role = "management_point"
 	RoleSUP   Role = "software_update_point"
+	RoleDP    Role = "distribution_point"
 	RoleOther Role = "other"
 )
 
-var allRoles = []Role{RoleMP, RoleSUP, RoleOther}
+var allRoles = []Role{RoleMP, RoleSUP, RoleDP, RoleOther}
 
 // RoleStats counts one role's traffic. Wire bytes are counted on the socket (TLS
 // records included when serving HTTPS) and are only known when the server runs on its
