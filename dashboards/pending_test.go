@@ -16,8 +16,6 @@ var pendingMetrics = map[string]string{
 	"cmg_gateway_notification_channels":        "notification channel",
 	"cmg_gateway_notifications_total":          "notification channel",
 	"cmg_notification_delivery_seconds_bucket": "notification channel",
-	// Content, the cloud distribution point (DESIGN section 7).
-	"cmg_content_served_bytes_total": "content cache",
 }
 
 // panelsWithoutDemoData are panels ("dashboard uid/panel title") whose data the
@@ -36,5 +34,5 @@ var panelsWithoutDemoData = map[string]string{
 	"cmg-notifications/Delivery latency":                    "no notification sent in the demo",
 	"cmg-notifications/Delivery latency per instance (p95)": "no notification sent in the demo",
 
-	"cmg-cost/Content served": "no content download in the built-in traffic (the demo has no distribution point)",
+	"cmg-cost/Content served": "no content download in the built-in traffic",
 }

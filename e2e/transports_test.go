@@ -77,7 +77,7 @@ func TestOneInstanceSharesTheClientPort(t *testing.T) {
 // TestSiteAffinity: a device's request goes to a connector of the site its
 // route belongs to, never to another site's, even one that claims the route.
 func TestSiteAffinity(t *testing.T) {
-	const site2MP = "72057594037927941"
+	const site2MP = "72057594037927951"
 	e := newGatewaysOnly(t, func(_ int, c *gateway.Config) {
 		c.Sites = append(c.Sites, gateway.SiteConfig{Name: "site2", Connectors: []string{"cpb"},
 			Roles: []gateway.RoleConfig{{ID: site2MP, Kind: tunnel.ManagementPoint}}})
