@@ -24,6 +24,7 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	Admin        admin.Config  `yaml:"admin"`
 	Log          LogConfig     `yaml:"log"`
+	Notify       NotifyConfig  `yaml:"notify"`
 }
 
 // GatewayConfig says where the gateway service is.
@@ -84,6 +85,7 @@ func DefaultConfig() Config {
 		DrainTimeout: 30 * time.Second,
 		Admin:        admin.Config{Listen: "127.0.0.1:9200", Pprof: true},
 		Log:          LogConfig{Level: "info"},
+		Notify:       DefaultNotifyConfig(),
 	}
 }
 
@@ -159,6 +161,7 @@ func (c *Config) Validate() error {
 		ps.Addf("drain_timeout", "must be positive")
 	}
 	ps.Merge("admin", c.Admin.Validate())
+	ps.Merge("notify", c.Notify.Validate())
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/appliance/auth"
+	"github.com/cmg-gateway/cmg/notify"
 	"github.com/cmg-gateway/cmg/tunnel"
 	"github.com/cmg-gateway/cmg/version"
 )
@@ -41,6 +42,7 @@ type Connector struct {
 	m      *metrics
 	adm    *admin.Server
 	prober *prober
+	notif  *notifier
 
 	adminLn net.Listener
 }
@@ -91,6 +93,9 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	if gwTLS.ServerName == "" {
 		gwTLS.ServerName = cfg.Gateway.Host
 	}
+	if c.notif, err = newNotifier(cfg, c.log, c.now); err != nil {
+		return nil, err
+	}
 	cm, err := tunnel.NewClientMetrics(opts.Registry)
 	if err != nil {
 		return nil, err
@@ -107,10 +112,11 @@ func New(cfg Config, opts Options) (*Connector, error) {
 		Logger:      c.log,
 		Metrics:     cm,
 		Now:         c.now,
-	}, http.HandlerFunc(c.serveStream))
+	}, c.notif.streams(http.HandlerFunc(c.serveStream)))
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
+	c.notif.attach(c.client)
 	if err := tunnel.RegisterClientCollector(opts.Registry, c.client); err != nil {
 		return nil, err
 	}
@@ -120,6 +126,7 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.adm.Handle("POST /api/v1/notify", c.notif)
 	return c, nil
 }
 
@@ -180,6 +187,8 @@ type Status struct {
 	Gateway   string                  `json:"gateway"`
 	Instances []tunnel.InstanceStatus `json:"instances"`
 	Roles     []RoleStatus            `json:"roles"`
+	// NotifyBuffer is the size of the buffer of recent notifications.
+	NotifyBuffer notify.Stats `json:"notify_buffer"`
 }
 
 // RoleStatus is one published role.
@@ -193,6 +202,7 @@ type RoleStatus struct {
 // Status reports the tunnels and roles.
 func (c *Connector) Status() Status {
 	st := Status{Name: c.cfg.Name, Site: c.cfg.Site, Gateway: c.cfg.Gateway.Host, Instances: c.client.Status()}
+	st.NotifyBuffer = c.notif.bufferStats()
 	for _, rc := range c.cfg.Roles {
 		h, d := c.roles[rc.ID].health()
 		st.Roles = append(st.Roles, RoleStatus{ID: rc.ID, Kind: string(rc.Kind), Healthy: h, Detail: d})

@@ -26,6 +26,7 @@ type Config struct {
 	Backend     BackendConfig `yaml:"backend"`
 	Admin       admin.Config  `yaml:"admin"`
 	Log         LogConfig     `yaml:"log"`
+	Notify      NotifyConfig  `yaml:"notifications"`
 	// Sites is the allow-list: per site, the roles it may route and the
 	// connectors allowed to serve them.
 	Sites []SiteConfig `yaml:"sites"`
@@ -122,8 +123,9 @@ func DefaultConfig() Config {
 				string(tunnel.DistributionPoint):   1 << 20,
 			},
 		},
-		Admin: admin.DefaultConfig(),
-		Log:   LogConfig{Level: "info"},
+		Admin:  admin.DefaultConfig(),
+		Log:    LogConfig{Level: "info"},
+		Notify: DefaultNotifyConfig(),
 	}
 }
 
@@ -177,6 +179,7 @@ func (c *Config) Validate() error {
 	default:
 		ps.Addf("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
+	ps.Merge("notifications", c.Notify.Validate())
 	validateSites(c.Sites, &ps)
 	return ps.Err()
 }
