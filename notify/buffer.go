@@ -120,33 +120,33 @@ func (b *Buffer) Add(now time.Time, ev Event, all bool, devices []string) (time.
 	return e.expires, true
 }
 
-// Since returns the unexpired events for device with a sequence number after
-// after, its own and those to all devices, in sequence order.
-func (b *Buffer) Since(now time.Time, device string, after uint64) []Event {
+// Replay answers a replay request: the unexpired events to all devices after
+// the request's smallest After, and each device's own events after its After.
+func (b *Buffer) Replay(now time.Time, req *ReplayRequest) *ReplayResponse {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.expireLocked(now)
-	var out []Event
-	var mine *ring[*entry]
-	if q := b.devs[device]; q != nil {
-		mine = q
-	} else {
-		mine = &ring[*entry]{}
+	resp := &ReplayResponse{Broadcasts: []Event{}, Devices: make([][]Event, len(req.Devices))}
+	for i := firstAfter(&b.all, req.MinAfter()); i < b.all.len(); i++ {
+		resp.Broadcasts = append(resp.Broadcasts, b.all.at(i).ev)
 	}
-	i, j := firstAfter(mine, after), firstAfter(&b.all, after)
-	for i < mine.len() || j < b.all.len() {
-		var e *entry
-		switch {
-		case j >= b.all.len() || i < mine.len() && mine.at(i).ev.Seq < b.all.at(j).ev.Seq:
-			e = mine.at(i)
-			i++
-		default:
-			e = b.all.at(j)
-			j++
+	for k, d := range req.Devices {
+		own := []Event{}
+		if q := b.devs[d.Device]; q != nil {
+			for i := firstAfter(q, d.After); i < q.len(); i++ {
+				own = append(own, q.at(i).ev)
+			}
 		}
-		out = append(out, e.ev)
+		resp.Devices[k] = own
 	}
-	return out
+	return resp
+}
+
+// Since returns what device missed after after: its own events and those to
+// all devices, in sequence order.
+func (b *Buffer) Since(now time.Time, device string, after uint64) []Event {
+	req := &ReplayRequest{Devices: []DeviceAfter{{Device: device, After: after}}}
+	return b.Replay(now, req).For(req, 0)
 }
 
 // Stats are the buffer's current size.

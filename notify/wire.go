@@ -32,8 +32,10 @@ const (
 	MaxData = 64 << 10
 	// MaxEventName bounds the SSE event type.
 	MaxEventName = 64
-	// MaxReplayEvents bounds the events one replay answer may carry.
+	// MaxReplayEvents bounds the events of one list in a replay answer.
 	MaxReplayEvents = 4096
+	// MaxReplayBatch is the most devices one replay request names.
+	MaxReplayBatch = 100
 )
 
 // ReplayPath is the path of the replay request a gateway instance sends to a
@@ -94,29 +96,99 @@ type Report struct {
 	Error string `json:"error,omitempty"`
 }
 
-// ReplayRequest asks a connector for the events it holds for a device after a
-// sequence number.
+// ReplayRequest asks a connector for the events it holds for devices, each
+// after its own sequence number: one device resuming, or every channel of an
+// instance catching up with a connector that (re)joined it.
 type ReplayRequest struct {
+	Devices []DeviceAfter `json:"devices"`
+}
+
+// DeviceAfter is one device of a replay request.
+type DeviceAfter struct {
 	Device string `json:"device"`
 	After  uint64 `json:"after"`
 }
 
 // Validate checks a replay request.
-func (r *ReplayRequest) Validate() error { return ValidDevice(r.Device) }
-
-// ReplayResponse is the connector's answer: the events in sequence order.
-type ReplayResponse struct {
-	Events []Event `json:"events"`
+func (r *ReplayRequest) Validate() error {
+	if len(r.Devices) == 0 || len(r.Devices) > MaxReplayBatch {
+		return fmt.Errorf("notify: a replay names 1 to %d devices", MaxReplayBatch)
+	}
+	for i := range r.Devices {
+		if err := ValidDevice(r.Devices[i].Device); err != nil {
+			return fmt.Errorf("notify: devices[%d]: %w", i, err)
+		}
+	}
+	return nil
 }
 
-// Validate checks every event of a replay answer.
-func (r *ReplayResponse) Validate() error {
-	if len(r.Events) > MaxReplayEvents {
-		return fmt.Errorf("notify: %d replayed events exceed %d", len(r.Events), MaxReplayEvents)
+// MinAfter is the smallest After of the request.
+func (r *ReplayRequest) MinAfter() uint64 {
+	m := uint64(0)
+	for i, d := range r.Devices {
+		if i == 0 || d.After < m {
+			m = d.After
+		}
+	}
+	return m
+}
+
+// ReplayResponse is the connector's answer: the events to all devices after the
+// request's smallest After, once, and each device's own events after its After,
+// in the request's order; every list in sequence order.
+type ReplayResponse struct {
+	Broadcasts []Event   `json:"broadcasts"`
+	Devices    [][]Event `json:"devices"`
+}
+
+// Validate checks a replay answer against its request.
+func (r *ReplayResponse) Validate(req *ReplayRequest) error {
+	if len(r.Devices) != len(req.Devices) {
+		return fmt.Errorf("notify: a replay answer for %d devices, not %d", len(r.Devices), len(req.Devices))
+	}
+	if err := validEvents(r.Broadcasts); err != nil {
+		return err
+	}
+	for _, evs := range r.Devices {
+		if err := validEvents(evs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// For is what device i of the request missed: its own events and the events to
+// all devices after its After, merged in sequence order.
+func (r *ReplayResponse) For(req *ReplayRequest, i int) []Event {
+	after := req.Devices[i].After
+	own := r.Devices[i]
+	var out []Event
+	j := 0
+	for j < len(r.Broadcasts) && r.Broadcasts[j].Seq <= after {
+		j++
+	}
+	k := 0
+	for k < len(own) || j < len(r.Broadcasts) {
+		if j >= len(r.Broadcasts) || k < len(own) && own[k].Seq < r.Broadcasts[j].Seq {
+			if own[k].Seq > after {
+				out = append(out, own[k])
+			}
+			k++
+			continue
+		}
+		out = append(out, r.Broadcasts[j])
+		j++
+	}
+	return out
+}
+
+func validEvents(evs []Event) error {
+	if len(evs) > MaxReplayEvents {
+		return fmt.Errorf("notify: %d replayed events exceed %d", len(evs), MaxReplayEvents)
 	}
 	var last uint64
-	for i := range r.Events {
-		e := &r.Events[i]
+	for i := range evs {
+		e := &evs[i]
 		if e.Seq <= last {
 			return fmt.Errorf("notify: replayed events out of order at %d", i)
 		}

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -398,7 +397,7 @@ wait:
 }
 
 // serveReplay answers a gateway instance's replay request (on a request
-// stream): the events the device missed, still in the buffer.
+// stream): what the named devices missed, still in the buffer.
 func (n *notifier) serveReplay(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		httperror.Write(w, r.Header.Get("Cmg-Request-Id"), httperror.New(httperror.MethodNotAllowed, "replay takes POST"))
@@ -409,14 +408,7 @@ func (n *notifier) serveReplay(w http.ResponseWriter, r *http.Request) {
 		httperror.Write(w, r.Header.Get("Cmg-Request-Id"), httperror.New(httperror.BadRequest, "not a replay request"))
 		return
 	}
-	evs := n.buf.Since(n.now(), req.Device, req.After)
-	if len(evs) > notify.MaxReplayEvents {
-		evs = evs[len(evs)-notify.MaxReplayEvents:]
-	}
-	resp := notify.ReplayResponse{Events: slices.Clip(evs)}
-	if resp.Events == nil {
-		resp.Events = []notify.Event{}
-	}
+	resp := n.buf.Replay(n.now(), &req)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
 }

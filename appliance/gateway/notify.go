@@ -26,6 +26,11 @@ import (
 // at each, peeks at the socket (MSG_PEEK, non-blocking) to notice devices that
 // left. Measured (README, "Notification channel"): a parked TLS channel costs
 // about a third of what net/http's goroutine-per-connection server costs.
+//
+// Nothing a connector sends is lost to a channel while the connector's tunnel
+// to this instance is down: when a connector (re)joins, the instance first asks
+// it for what every channel of its site missed (a batched replay from each
+// channel's cursor) and holds the connector's new notices until that is queued.
 
 // notifyShards spreads the device map over locks.
 const notifyShards = 64
@@ -61,7 +66,21 @@ type notifier struct {
 	slots [wheelSlots]*channel
 	tick  int
 	due   []*channel // the ticker goroutine's scratch
+
+	// Connector sessions seen, each caught up once when it joins.
+	smu  sync.Mutex
+	sess map[*tunnel.Session]*sessState
 }
+
+// sessState is a connector session's catch-up: while it runs, the session's
+// notices wait (in order) in parked.
+type sessState struct {
+	catching bool
+	parked   []*notify.Notice
+}
+
+// maxParked bounds the notices one connector may send during its catch-up.
+const maxParked = 4096
 
 type channelShard struct {
 	mu sync.Mutex
@@ -81,8 +100,7 @@ type channel struct {
 	queue  []queued
 	replay []replayed
 
-	// cur is the device's cursor; only the writer holding chScheduled (or the
-	// opening handler before registration) touches it.
+	// cur is the device's cursor, under mu (set before registration).
 	cur notify.Cursor
 
 	// Wheel links, under notifier.wmu; slot is -1 when unlinked.
@@ -162,12 +180,14 @@ func newNotifier(g *Gateway) (*notifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &notifier{g: g, cfg: g.cfg.Notify, log: g.log, now: g.now, m: m, seed: maphash.MakeSeed()}
+	n := &notifier{g: g, cfg: g.cfg.Notify, log: g.log, now: g.now, m: m, seed: maphash.MakeSeed(),
+		sess: map[*tunnel.Session]*sessState{}}
 	n.qcond = sync.NewCond(&n.qmu)
 	for i := range n.shards {
 		n.shards[i].m = map[string]*channel{}
 	}
 	g.tun.SetExtension(n.handleControl)
+	g.reg.OnChange(n.sessionsChanged)
 	return n, nil
 }
 
@@ -311,6 +331,19 @@ func (n *notifier) handleControl(sess *tunnel.Session, m *tunnel.Message) {
 	if err == nil && n.isStopped() {
 		err = errStopping
 	}
+	if err == nil {
+		n.smu.Lock()
+		st := n.stateOf(sess)
+		if st.catching {
+			if len(st.parked) < maxParked {
+				st.parked = append(st.parked, &nt)
+				n.smu.Unlock()
+				return
+			}
+			err = errors.New("too many notifications while catching up with the connector")
+		}
+		n.smu.Unlock()
+	}
 	if err != nil {
 		n.log.Warn("notification refused", "connector", sess.Name, "site", sess.Site, "seq", nt.Seq, "err", err)
 		n.sendReport(sess, &notify.Report{Seq: nt.Seq, Error: err.Error()})
@@ -318,6 +351,36 @@ func (n *notifier) handleControl(sess *tunnel.Session, m *tunnel.Message) {
 	}
 	d := n.deliver(sess, &nt)
 	go n.report(d)
+}
+
+// stateOf returns the session's state, starting its catch-up when it is new.
+// n.smu is held.
+func (n *notifier) stateOf(sess *tunnel.Session) *sessState {
+	st := n.sess[sess]
+	if st == nil {
+		st = &sessState{catching: true}
+		n.sess[sess] = st
+		go n.catchUp(sess, st)
+	}
+	return st
+}
+
+// sessionsChanged runs on every registry change: new sessions start their
+// catch-up, ended ones are forgotten.
+func (n *notifier) sessionsChanged() {
+	live := n.g.reg.Sessions()
+	n.smu.Lock()
+	defer n.smu.Unlock()
+	for _, s := range live {
+		n.stateOf(s)
+	}
+	for s := range n.sess {
+		select {
+		case <-s.Done():
+			delete(n.sess, s)
+		default:
+		}
+	}
 }
 
 var (
@@ -495,8 +558,6 @@ func (n *notifier) write(ch *channel, buf []byte) []byte {
 	ch.queue, ch.replay = nil, nil
 	heartbeat := ch.state&chHeartbeat != 0
 	ch.state &^= chHeartbeat
-	ch.mu.Unlock()
-
 	replays := 0
 	if replay != nil {
 		buf, replays = n.appendReplay(ch, buf, replay, items)
@@ -508,6 +569,7 @@ func (n *notifier) write(ch *channel, buf []byte) []byte {
 			}
 		}
 	}
+	ch.mu.Unlock()
 	if len(buf) == 0 && heartbeat {
 		buf = append(buf, notify.Heartbeat...)
 	}
@@ -556,8 +618,8 @@ func (n *notifier) write(ch *channel, buf []byte) []byte {
 	return buf
 }
 
-// appendReplay writes the first batch after a resume: the replayed events and
-// the live ones that arrived meanwhile, in sequence order, each once.
+// appendReplay writes replayed events and the live ones waiting with them, in
+// sequence order, each once. ch.mu is held.
 func (n *notifier) appendReplay(ch *channel, buf []byte, replay []replayed, items []queued) ([]byte, int) {
 	type out struct {
 		connector string
@@ -597,18 +659,24 @@ func (n *notifier) appendReplay(ch *channel, buf []byte, replay []replayed, item
 	return buf, replays
 }
 
-// release ends a channel's hold after its replay: the replayed events go first.
+// release ends a channel's hold after its replay.
 func (n *notifier) release(ch *channel, replay []replayed) {
+	n.addReplay(ch, replay, true)
+}
+
+// addReplay queues replayed events on ch (merged with what waits by the
+// writer); release also ends the channel's hold.
+func (n *notifier) addReplay(ch *channel, replay []replayed, release bool) {
 	ch.mu.Lock()
 	if ch.state&chClosed != 0 {
 		ch.mu.Unlock()
 		return
 	}
-	ch.state &^= chHolding
-	if len(replay) > 0 {
-		ch.replay = replay
+	if release {
+		ch.state &^= chHolding
 	}
-	sched := ch.state&chScheduled == 0 && (len(ch.queue) > 0 || ch.replay != nil || ch.state&chHeartbeat != 0)
+	ch.replay = append(ch.replay, replay...)
+	sched := ch.state&(chScheduled|chHolding) == 0 && (len(ch.queue) > 0 || ch.replay != nil || ch.state&chHeartbeat != 0)
 	if sched {
 		ch.state |= chScheduled
 	}

@@ -1,16 +1,9 @@
 package gateway
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"slices"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/cmg-gateway/cmg/appliance/auth"
@@ -71,7 +64,9 @@ func (g *Gateway) serveNotifications(x *exchange) {
 		return
 	}
 	if resume {
-		n.release(ch, n.fetchReplay(r.Context(), sessions, id.Device, &cur))
+		// The sessions again, now that the channel is registered: a connector
+		// that joins from here on catches the channel up itself.
+		n.release(ch, n.fetchReplay(r.Context(), n.siteSessions(site), id.Device, &cur))
 	}
 }
 
@@ -169,88 +164,4 @@ func (n *notifier) siteSessions(site string) []*tunnel.Session {
 		}
 	}
 	return out
-}
-
-// fetchReplay asks every given connector for the events the device missed and
-// merges them in sequence order. A connector that fails costs only its events.
-func (n *notifier) fetchReplay(ctx context.Context, sessions []*tunnel.Session, device string, cur *notify.Cursor) []replayed {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReplayTimeout)
-	defer cancel()
-	parts := make([][]notify.Event, len(sessions))
-	var wg sync.WaitGroup
-	for i, s := range sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			evs, err := n.replayFrom(ctx, s, device, cur.After(s.Name))
-			if err != nil {
-				n.log.Warn("notification channel: replay from a connector failed", "connector", s.Name, "site", s.Site,
-					"device", n.g.deviceHash(device), "err", err)
-			}
-			parts[i] = evs
-		}()
-	}
-	wg.Wait()
-	var out []replayed
-	for i, evs := range parts {
-		for _, ev := range evs {
-			out = append(out, replayed{connector: sessions[i].Name, ev: ev})
-		}
-	}
-	slices.SortStableFunc(out, func(a, b replayed) int {
-		switch {
-		case a.ev.Seq < b.ev.Seq:
-			return -1
-		case a.ev.Seq > b.ev.Seq:
-			return 1
-		}
-		return 0
-	})
-	return out
-}
-
-// maxReplayBody bounds a connector's replay answer.
-const maxReplayBody = 8 << 20
-
-// replayFrom sends one replay request on a fresh stream of the session.
-func (n *notifier) replayFrom(ctx context.Context, s *tunnel.Session, device string, after uint64) ([]notify.Event, error) {
-	st, err := s.Open()
-	if err != nil {
-		return nil, err
-	}
-	defer s.Release()
-	defer st.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = st.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { st.Close() })
-	defer stop()
-	body, err := json.Marshal(notify.ReplayRequest{Device: device, After: after})
-	if err != nil {
-		return nil, err
-	}
-	req := make([]byte, 0, 160+len(body))
-	req = append(req, "POST "+notify.ReplayPath+" HTTP/1.1\r\nHost: cmg-connector\r\nContent-Type: application/json\r\nContent-Length: "...)
-	req = strconv.AppendInt(req, int64(len(body)), 10)
-	req = append(req, "\r\n\r\n"...)
-	req = append(req, body...)
-	if _, err := st.Write(req); err != nil {
-		return nil, fmt.Errorf("send replay request: %w", err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(st, 4096), nil)
-	if err != nil {
-		return nil, fmt.Errorf("read replay answer: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("replay answered %s (%s)", resp.Status, resp.Header.Get(httperror.Header))
-	}
-	var rr notify.ReplayResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReplayBody)).Decode(&rr); err != nil {
-		return nil, fmt.Errorf("decode replay answer: %w", err)
-	}
-	if err := rr.Validate(); err != nil {
-		return nil, err
-	}
-	return rr.Events, nil
 }
