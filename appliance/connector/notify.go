@@ -271,15 +271,15 @@ func (n *notifier) notice(req *NotifyRequest) (*notify.Notice, *httperror.Error)
 	if req.Device != "" {
 		nt.Devices = []string{req.Device}
 	} else if len(req.Devices) > 0 {
-		if len(req.Devices) > n.cfg.MaxDevices {
-			return nil, httperror.New(httperror.RequestTooLarge, fmt.Sprintf("at most %d devices per request", n.cfg.MaxDevices))
-		}
 		seen := make(map[string]bool, len(req.Devices))
 		for _, d := range req.Devices {
 			if !seen[d] {
 				seen[d] = true
 				nt.Devices = append(nt.Devices, d)
 			}
+		}
+		if len(nt.Devices) > n.cfg.MaxDevices {
+			return nil, httperror.New(httperror.RequestTooLarge, fmt.Sprintf("at most %d devices per request", n.cfg.MaxDevices))
 		}
 	}
 	for _, d := range nt.Devices {

@@ -273,14 +273,13 @@ func (c *Client) session(ctx context.Context, t target) (opened bool, retryAfter
 		c.drops.Add(1)
 	}()
 	p := NewParser(src, lastID)
-	var comments int64
+	p.OnComment = func() {
+		c.heartbeats.Add(1)
+		_ = conn.SetReadDeadline(time.Now().Add(c.cfg.IdleTimeout))
+	}
 	for {
 		_ = conn.SetReadDeadline(time.Now().Add(c.cfg.IdleTimeout))
 		ev, err := p.Next()
-		if n := p.Comments(); n != comments {
-			c.heartbeats.Add(n - comments)
-			comments = n
-		}
 		c.mu.Lock()
 		c.lastID = p.LastEventID()
 		c.mu.Unlock()

@@ -34,6 +34,9 @@ type Parser struct {
 	// MaxLine bounds one line, MaxEvent one event's data.
 	MaxLine  int
 	MaxEvent int
+	// OnComment, when set, is called for each comment line (the gateway's
+	// heartbeats), as it is read.
+	OnComment func()
 
 	line      []byte
 	data      []byte
@@ -80,6 +83,9 @@ func (p *Parser) Next() (Event, error) {
 		}
 		if line[0] == ':' {
 			p.comments++
+			if p.OnComment != nil {
+				p.OnComment()
+			}
 			continue
 		}
 		field, value := line, []byte(nil)
