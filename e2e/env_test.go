@@ -37,7 +37,7 @@ import (
 const portsPerBase = 2160
 
 // freePortBase finds a port base whose demo ports are all free now.
-func freePortBase(t *testing.T) int {
+func freePortBase(t testing.TB) int {
 	t.Helper()
 	offsets := []int{80, 443, 444, 1100, 1101, 1200, 1201, 2124, 2125, 2140, 2141}
 	for try := 0; try < 50; try++ {
@@ -200,7 +200,7 @@ func (e *env) waitSessions(n int) {
 }
 
 // waitFor polls cond (the parts expose their state only over their APIs).
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -315,7 +315,7 @@ func getJSON(t *testing.T, url string, v any) {
 }
 
 // scrape fetches and parses a /metrics page.
-func scrape(t *testing.T, adminURL string) map[string]*dto.MetricFamily {
+func scrape(t testing.TB, adminURL string) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get(adminURL + "/metrics")
 	if err != nil {

@@ -36,7 +36,7 @@ func newTestLogger(t *testing.T, name string) *slogLogger {
 	return &slogLogger{slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: level}))}
 }
 
-func printTail(t *testing.T, name, path string, n int) {
+func printTail(t testing.TB, name, path string, n int) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return

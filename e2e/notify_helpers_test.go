@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -177,7 +178,7 @@ func (d *device) waitConnected(t testing.TB) {
 }
 
 // waitChannels waits until a gateway's cmg_gateway_notification_channels is n.
-func waitChannels(t *testing.T, adminURL string, n int, limit time.Duration) {
+func waitChannels(t testing.TB, adminURL string, n int, limit time.Duration) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%d channels on %s", n, adminURL), limit, func() bool {
 		return metricValue(scrape(t, adminURL), "cmg_gateway_notification_channels") == float64(n)
@@ -265,3 +266,5 @@ func listenPair(t *testing.T) (net.Listener, net.Listener) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }

@@ -50,14 +50,14 @@ func TestMain(m *testing.M) {
 
 // procEnv is the demo's files run as separate cmg processes.
 type procEnv struct {
-	t     *testing.T
+	t     testing.TB
 	m     *demo.Manifest
 	procs []*proc
 }
 
 // proc is one cmg process.
 type proc struct {
-	t      *testing.T
+	t      testing.TB
 	name   string
 	args   []string
 	cmd    *exec.Cmd
@@ -65,7 +65,7 @@ type proc struct {
 	exited chan struct{}
 }
 
-func newProcEnv(t *testing.T) *procEnv {
+func newProcEnv(t testing.TB) *procEnv {
 	t.Helper()
 	dir := t.TempDir()
 	base := freePortBase(t)
