@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -311,4 +313,51 @@ func TestNotificationMetrics(t *testing.T) {
 	d.stop()
 	// The instance notices the device left at its next heartbeat at the latest.
 	waitChannels(t, e.gws[1].admin, 0, 5*time.Second)
+}
+
+// TestNotificationSlowDeviceIsCut: a device that stops reading does not hold the
+// instance's writers or memory: once its socket is full and its queue is at the
+// limit, its channel is cut (the device resumes from the buffer when it reads
+// again); other devices keep getting their events.
+func TestNotificationSlowDeviceIsCut(t *testing.T) {
+	e, token := notifyEnv(t, envOptions{
+		gateway: func(_ int, c *gateway.Config) {
+			c.Notify.QueueLimit = 4
+			c.Notify.WriteTimeout = 500 * time.Millisecond
+			c.Notify.Writers = 2
+		},
+		connector: func(_ int, c *connector.Config) { c.Notify.MaxPayload = 60 << 10 },
+	})
+	gw := e.m.Gateways[0]
+	// The stuck device: a small receive buffer; it sends its request, then
+	// never reads.
+	d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := tls.DialWithDialer(d, "tcp", strings.TrimPrefix(gw.ClientURL, "https://"), deviceTLS(t, e.m, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /cmg/v1/notifications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", token("stuck"))
+	healthy := startDevice(t, notifyclient.Config{URLs: []string{gw.ClientURL}, TLS: deviceTLS(t, e.m, false), Token: token("healthy")})
+	healthy.waitConnected(t)
+	waitChannels(t, gw.AdminURL, 2, 10*time.Second)
+
+	big := strings.Repeat("x", 50<<10)
+	const events = 100 // 5 MB: more than the socket buffers hold
+	for i := range events {
+		mustNotify(t, e.conns[0].admin, fmt.Sprintf(`{"devices":["stuck","healthy"],"data":{"i":%d,"pad":%q}}`, i, big))
+	}
+	healthy.waitEvents(t, events)
+	waitChannels(t, gw.AdminURL, 1, 10*time.Second)
+	fams := scrape(t, gw.AdminURL)
+	cut := metricValue(fams, "cmg_gateway_notifications_total", "result", "dropped") +
+		metricValue(fams, "cmg_gateway_notifications_total", "result", "failed")
+	if cut == 0 {
+		t.Error("no event was counted dropped or failed for the stuck device")
+	}
+	if got := len(healthy.data()); got != events {
+		t.Errorf("the healthy device got %d events, want %d", got, events)
+	}
 }
