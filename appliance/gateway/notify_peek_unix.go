@@ -48,6 +48,8 @@ func socketOf(c net.Conn) syscall.Conn {
 		switch u := c.(type) {
 		case interface{ NetConn() net.Conn }:
 			c = u.NetConn()
+		case interface{ Raw() net.Conn }:
+			c = u.Raw()
 		case interface{ Unwrap() net.Conn }:
 			c = u.Unwrap()
 		default:
