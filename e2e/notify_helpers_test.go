@@ -180,9 +180,17 @@ func (d *device) waitConnected(t testing.TB) {
 // waitChannels waits until a gateway's cmg_gateway_notification_channels is n.
 func waitChannels(t testing.TB, adminURL string, n int, limit time.Duration) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d channels on %s", n, adminURL), limit, func() bool {
-		return metricValue(scrape(t, adminURL), "cmg_gateway_notification_channels") == float64(n)
-	})
+	deadline := time.Now().Add(limit)
+	for {
+		got := metricValue(scrape(t, adminURL), "cmg_gateway_notification_channels")
+		if got == float64(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds %v channels after %v, want %d", adminURL, got, limit, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // tcpProxy forwards a fixed local address to a target until cut.
