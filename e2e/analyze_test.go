@@ -142,7 +142,7 @@ func TestAnalyze(t *testing.T) {
 						roles++
 					}
 				}
-				if want := 2 * len(m.Gateways); roles != want {
+				if want := len(demo.ConnectorConfig(m, 1).Roles) * len(m.Gateways); roles != want {
 					t.Errorf("%d role round trips passed, want %d", roles, want)
 				}
 			}

@@ -41,7 +41,9 @@ func freePortBase(t testing.TB) int {
 	t.Helper()
 	offsets := []int{80, 443, 444, 1100, 1101, 1200, 1201, 2124, 2125, 2140, 2141}
 	for try := 0; try < 50; try++ {
-		base := 20000 + rand.IntN(400)*100
+		// Below the ephemeral port range (32768-60999), so that a process
+		// restarted by a test finds its ports still free.
+		base := 10000 + rand.IntN(200)*100
 		ok := true
 		var lns []net.Listener
 		for _, off := range offsets {
@@ -346,7 +348,7 @@ func getJSON(t *testing.T, url string, v any) {
 }
 
 // scrape fetches and parses a /metrics page.
-func scrape(t *testing.T, adminURL string) map[string]*dto.MetricFamily {
+func scrape(t testing.TB, adminURL string) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get(adminURL + "/metrics")
 	if err != nil {

@@ -50,8 +50,9 @@ var GatewayFamilies = []Family{
 	{"cmg_content_requests_total", "counter", []string{"result"}},
 	{"cmg_content_served_bytes_total", "counter", []string{"source"}},
 	{"cmg_content_cache_bytes", "gauge", nil},
-	// Added with their issues: cmg_gateway_notification_channels, cmg_gateway_notifications_total{result},
-	// cmg_notification_delivery_seconds (notifications).
+	{"cmg_gateway_notification_channels", "gauge", nil},
+	{"cmg_gateway_notifications_total", "counter", []string{"result"}},
+	{"cmg_notification_delivery_seconds", "histogram", nil},
 }
 
 // ConnectorFamilies are the families a connector exports, as built so far.

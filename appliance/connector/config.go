@@ -30,6 +30,7 @@ type Config struct {
 	// Observability).
 	Tracing   tracing.Config   `yaml:"tracing"`
 	Profiling profiling.Config `yaml:"profiling"`
+	Notify    NotifyConfig     `yaml:"notify"`
 }
 
 // GatewayConfig says where the gateway service is.
@@ -107,6 +108,7 @@ func DefaultConfig() Config {
 		Log:          LogConfig{Level: "info"},
 		Tracing:      tracing.DefaultConfig(),
 		Profiling:    profiling.DefaultConfig(),
+		Notify:       DefaultNotifyConfig(),
 	}
 }
 
@@ -183,6 +185,7 @@ func (c *Config) Validate() error {
 		ps.Addf("drain_timeout", "must be positive")
 	}
 	ps.Merge("admin", c.Admin.Validate())
+	ps.Merge("notify", c.Notify.Validate())
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cmg-gateway/cmg/appliance/admin"
 	"github.com/cmg-gateway/cmg/appliance/auth"
+	"github.com/cmg-gateway/cmg/notify"
 	"github.com/cmg-gateway/cmg/tracing"
 	"github.com/cmg-gateway/cmg/tunnel"
 	"github.com/cmg-gateway/cmg/version"
@@ -48,6 +49,7 @@ type Connector struct {
 	ladder []tunnel.Transport
 	hello  tunnel.Hello
 	gwTLS  *tls.Config
+	notif  *notifier
 
 	adminLn net.Listener
 }
@@ -106,6 +108,9 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	if c.ladder = cfg.Gateway.Ladder(gwTLS, nil); len(c.ladder) == 0 {
 		return nil, errors.New("connector: gateway.transports: no usable transport (https_proxy needs proxy.url or HTTPS_PROXY)")
 	}
+	if c.notif, err = newNotifier(cfg, c.log, c.now); err != nil {
+		return nil, err
+	}
 	cm, err := tunnel.NewClientMetrics(opts.Registry)
 	if err != nil {
 		return nil, err
@@ -125,10 +130,11 @@ func New(cfg Config, opts Options) (*Connector, error) {
 		Logger:         c.log,
 		Metrics:        cm,
 		Now:            c.now,
-	}, http.HandlerFunc(c.serveStream))
+	}, c.notif.streams(http.HandlerFunc(c.serveStream)))
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
+	c.notif.attach(c.client)
 	if err := tunnel.RegisterClientCollector(opts.Registry, c.client); err != nil {
 		return nil, err
 	}
@@ -138,6 +144,7 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.adm.Handle("POST /api/v1/notify", c.notif)
 	return c, nil
 }
 
@@ -202,6 +209,8 @@ type Status struct {
 	Transports []string                `json:"transports"`
 	Instances  []tunnel.InstanceStatus `json:"instances"`
 	Roles      []RoleStatus            `json:"roles"`
+	// NotifyBuffer is the size of the buffer of recent notifications.
+	NotifyBuffer notify.Stats `json:"notify_buffer"`
 }
 
 // RoleStatus is one published role.
@@ -218,6 +227,7 @@ func (c *Connector) Status() Status {
 	for _, t := range c.ladder {
 		st.Transports = append(st.Transports, t.Name())
 	}
+	st.NotifyBuffer = c.notif.bufferStats()
 	for _, rc := range c.cfg.Roles {
 		h, d := c.roles[rc.ID].health()
 		st.Roles = append(st.Roles, RoleStatus{ID: rc.ID, Kind: string(rc.Kind), Healthy: h, Detail: d})

@@ -21,11 +21,19 @@ type allowedRole struct {
 type allowList struct {
 	roles      map[string]*allowedRole    // by RoleID
 	connectors map[string]map[string]bool // site → connector names
+	// tokenSites maps the `site` claim of a site token (the site's code, or its
+	// name when it has none) to the allow-list site.
+	tokenSites map[string]string
 }
 
 func newAllowList(sites []SiteConfig) *allowList {
-	a := &allowList{roles: map[string]*allowedRole{}, connectors: map[string]map[string]bool{}}
+	a := &allowList{roles: map[string]*allowedRole{}, connectors: map[string]map[string]bool{}, tokenSites: map[string]string{}}
 	for _, s := range sites {
+		code := s.Code
+		if code == "" {
+			code = s.Name
+		}
+		a.tokenSites[code] = s.Name
 		names := map[string]bool{}
 		for _, c := range s.Connectors {
 			names[c] = true
@@ -59,6 +67,12 @@ func (a *allowList) AllowRoute(site, name string, r tunnel.Route) error {
 		return fmt.Errorf("role %s is a %s, not a %s", r.RoleID, role.Kind, r.Kind)
 	}
 	return nil
+}
+
+// tokenSite returns the allow-list site a site token's `site` claim names.
+func (a *allowList) tokenSite(claim string) (string, bool) {
+	site, ok := a.tokenSites[claim]
+	return site, ok
 }
 
 // role returns the allowed role with the RoleID, or nil.

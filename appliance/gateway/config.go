@@ -42,6 +42,7 @@ type Config struct {
 	// ProxyProtocol is PROXY protocol v2 from the load balancers (proxyproto.go).
 	ProxyProtocol ProxyProtocolConfig `yaml:"proxy_protocol"`
 	Content       ContentConfig       `yaml:"content"`
+	Notify        NotifyConfig        `yaml:"notifications"`
 	// Sites is the allow-list: per site, the roles it may route and the
 	// connectors allowed to serve them.
 	Sites []SiteConfig `yaml:"sites"`
@@ -166,6 +167,7 @@ func DefaultConfig() Config {
 		Profiling: profiling.DefaultConfig(),
 		Drain:     DefaultDrainConfig(),
 		Content:   DefaultContentConfig(),
+		Notify:    DefaultNotifyConfig(),
 	}
 }
 
@@ -220,6 +222,7 @@ func (c *Config) Validate() error {
 	default:
 		ps.Addf("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
+	ps.Merge("notifications", c.Notify.Validate())
 	validateSites(c.Sites, &ps)
 	ps.Merge("cost", c.Cost.Validate())
 	ps.Merge("tracing", c.Tracing.Validate())

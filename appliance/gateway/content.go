@@ -62,8 +62,6 @@ type contentServer struct {
 	m         *contentMetrics
 	dps       atomic.Pointer[dpIndex]
 	dpIdx     int
-	// sites maps a token's `site` claim to the allow-list site (Code or Name).
-	sites atomic.Pointer[map[string]string]
 
 	ctx    context.Context // fetches that outlive one device's request
 	cancel context.CancelFunc
@@ -73,7 +71,6 @@ func newContentServer(g *Gateway) (*contentServer, error) {
 	cfg := g.cfg.Content
 	cs := &contentServer{g: g, dpIdx: kindIndex(tunnel.DistributionPoint), cacheDir: cfg.Cache.Dir}
 	cs.on.Store(cfg.ServeContent)
-	cs.setSites(g.cfg.Sites)
 	cs.ctx, cs.cancel = context.WithCancel(context.Background())
 	cs.manifests = newManifestCache(cfg.ManifestTTL, g.now)
 	if cfg.Cache.Dir != "" {
@@ -97,23 +94,9 @@ func newContentServer(g *Gateway) (*contentServer, error) {
 // cache's directory and bound need a restart.
 func (cs *contentServer) reload(cfg Config) {
 	cs.on.Store(cfg.Content.ServeContent)
-	cs.setSites(cfg.Sites)
 	if cfg.Content.Cache.Dir != cs.cacheDir {
 		cs.g.log.Warn("gateway: content.cache changes take effect at the next restart")
 	}
-}
-
-// setSites records which allow-list site each token site stands for.
-func (cs *contentServer) setSites(sites []SiteConfig) {
-	m := make(map[string]string, len(sites))
-	for _, s := range sites {
-		code := s.Code
-		if code == "" {
-			code = s.Name
-		}
-		m[code] = s.Name
-	}
-	cs.sites.Store(&m)
 }
 
 // close stops fetches in progress and the cache.

@@ -42,11 +42,11 @@ type dpIndex struct {
 // dpRoles returns the distribution point roles of the site a token names
 // (by its code, or its name), in RoleID order.
 func (cs *contentServer) dpRoles(tokenSite string) []*allowedRole {
-	site, ok := (*cs.sites.Load())[tokenSite]
+	a := cs.g.allow.Load()
+	site, ok := a.tokenSite(tokenSite)
 	if !ok {
 		return nil
 	}
-	a := cs.g.allow.Load()
 	idx := cs.dps.Load()
 	if idx == nil || idx.list != a {
 		idx = &dpIndex{list: a, bySite: map[string][]*allowedRole{}}

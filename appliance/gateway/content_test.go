@@ -191,7 +191,6 @@ func TestDPRolesBySiteCodeOrName(t *testing.T) {
 	g := &Gateway{}
 	g.allow.Store(newAllowList(sites))
 	cs := &contentServer{g: g}
-	cs.setSites(sites)
 	for _, tc := range []struct {
 		site string
 		want []string

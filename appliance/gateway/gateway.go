@@ -60,6 +60,7 @@ type Gateway struct {
 	httpEgress bool
 	reloadMu   sync.Mutex // serializes Reload; guards policyFile
 	policyFile string     // the policy file in force
+	notif      *notifier
 
 	obs      observability
 	content  *contentServer
@@ -129,6 +130,9 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	g.allow.Store(newAllowList(cfg.Sites))
 	if err := g.newTunnelServer(); err != nil {
 		return nil, err
+	}
+	if g.notif, err = newNotifier(g); err != nil {
+		return nil, fmt.Errorf("gateway: notifications: %w", err)
 	}
 	g.adm, err = admin.New(cfg.Admin, opts.Registry, g.Ready, func() any { return g.Status() }, g.log)
 	if err != nil {
@@ -264,6 +268,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	actx, cancelAdmin := context.WithCancel(context.Background())
 	defer cancelAdmin()
 	go func() { errc <- g.adm.Serve(actx, g.adminLn) }()
+	nctx, stopNotify := context.WithCancel(ctx) // channels close as soon as the instance stops
+	notifDone := make(chan struct{})
+	go func() { _ = g.notif.Run(nctx); close(notifDone) }()
+	defer func() { stopNotify(); <-notifDone }()
 	go func() {
 		// CRL and JWKS refresh.
 		if err := g.auth.Run(actx); err != nil {

@@ -83,6 +83,10 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mode, roleID, rest, ok := parsePrefix(r.URL.Path)
+	if !ok && r.URL.Path == notificationsPath {
+		g.serveNotifications(x)
+		return
+	}
 	if !ok {
 		g.fail(x, httperror.New(httperror.RouteNotFound, "no route for this path"))
 		return

@@ -111,7 +111,10 @@ func (g *Gateway) admit(x *exchange) bool {
 	req.CertIssuer = id.Issuer
 	req.Claims = id.Claims
 	req.Source = remoteAddr(r.RemoteAddr)
-	req.RoleKind = string(x.role.Kind)
+	req.RoleKind = ""
+	if x.role != nil {
+		req.RoleKind = string(x.role.Kind)
+	}
 	req.Path = r.URL.Path
 	req.Device = id.Device
 	d, permit, err := g.pol.Admit(req)
