@@ -124,8 +124,10 @@ a: 1
 b:
   c: x
   d: [1, 2]
+  o: 1
 e:
   - f: 1
+    p: [{q: 1}]
   - g: 2
 `
 	tests := []struct {
@@ -144,6 +146,7 @@ e:
 		{"extra key", "a: 9\nb: {c: y, d: [3], z: 1}\ne: [{f: 3, g: 4}]\n",
 			[]string{"key b.z is not in demo"}},
 		{"optional key may be set", "a: 9\nb: {c: y, d: [3], o: 1}\ne: [{f: 3, g: 4, p: [{q: 1}]}]\n", nil},
+		{"optional key may be left out", "a: 9\nb: {c: y, d: [3]}\ne: [{f: 3, g: 4}]\n", nil},
 		{"kind changed", "a: 9\nb: {c: y, d: 3}\ne: [{f: 3, g: 4}]\n",
 			[]string{"key b.d is a scalar, but in demo it is a sequence"}},
 	}

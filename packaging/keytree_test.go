@@ -68,14 +68,16 @@ func (t keyTree) add(path string, n *yaml.Node) {
 }
 
 // diffKeyTrees lists how got (an example file) differs from want (what the
-// product writes), one line per key, naming the key and where it belongs. A key
-// only got has is allowed when optional says so (an omitempty key that the
-// product leaves out when it is unset).
+// product writes), one line per key, naming the key and where it belongs.
+// Optional keys (omitempty ones, and all below them, as optional says) may be
+// in either or both: the demo turns on optional features that a production
+// example leaves commented out, and the other way round.
 func diffKeyTrees(gotName string, got keyTree, wantName string, want keyTree, optional func(path string) bool) []string {
 	var out []string
 	for _, p := range sortedKeys(want) {
 		g, ok := got[p]
 		switch {
+		case !ok && optional(p):
 		case !ok:
 			out = append(out, fmt.Sprintf("%s: missing key %s (%s has it%s): add it, with a comment, to %s",
 				gotName, p, wantName, under(p), gotName))

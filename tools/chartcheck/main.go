@@ -174,6 +174,41 @@ func (c *checker) run(dir, examples, dashboardsDir string, counts []int) {
 			fmt.Fprintf(c.out, "  ok: helm lint --strict clean; %d objects decoded strictly (%s)\n", len(objs), summary(objs))
 		}
 	}
+	c.checkPolicy(ch, filepath.Join(examples, "policy.yaml"))
+}
+
+// checkPolicy renders the chart with gateway.policy set to the example policy:
+// the ConfigMap must carry it and the configuration point at it.
+func (c *checker) checkPolicy(ch *chart.Chart, path string) {
+	policy, err := os.ReadFile(path)
+	if err != nil {
+		c.errorf("%v", err)
+		return
+	}
+	before := c.failed
+	fmt.Fprintf(c.out, "chart %s, gateway.policy = %s:\n", ch.Metadata.Name, path)
+	objs := c.render(ch, map[string]any{"gateway": map[string]any{"policy": string(policy)}})
+	cm, ok := find[corev1.ConfigMap](objs, "ConfigMap", release+"-gateway")
+	if !ok {
+		c.errorf("no ConfigMap %s-gateway", release)
+		return
+	}
+	if got := cm.Data["policy.yaml"]; strings.TrimSpace(got) != strings.TrimSpace(string(policy)) {
+		c.errorf("ConfigMap %s: policy.yaml is not %s (got %d bytes)", cm.Name, path, len(got))
+	}
+	var cfg struct {
+		Policy struct {
+			File string `json:"file"`
+		} `json:"policy"`
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["gateway.yaml"]), &cfg); err != nil {
+		c.errorf("ConfigMap %s: gateway.yaml: %v", cm.Name, err)
+	} else if cfg.Policy.File != "/etc/cmg/config/policy.yaml" {
+		c.errorf("ConfigMap %s: gateway.yaml policy.file is %q, want /etc/cmg/config/policy.yaml", cm.Name, cfg.Policy.File)
+	}
+	if c.failed == before {
+		fmt.Fprintf(c.out, "  ok: policy.yaml mounted and named by policy.file\n")
+	}
 }
 
 // lint runs Helm's chart linter as `helm lint --strict` does: any message

@@ -36,6 +36,9 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- $cfg := deepCopy .Values.gateway.config -}}
 {{- $_ := set $cfg "instances" (int .Values.gateway.instances) -}}
 {{- $_ := set $cfg "instance" 0 -}}
+{{- if .Values.gateway.policy -}}
+{{- $_ := set $cfg "policy" (merge (dict "file" "/etc/cmg/config/policy.yaml") (deepCopy ($cfg.policy | default dict))) -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
