@@ -18,8 +18,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/cmg/gateway.yaml", "the gateway configuration `file`")
 	check := fs.Bool("check", false, "load and check the configuration and certificates, then exit")
+	fromHostname := fs.Bool("instance-from-hostname", false, "take instance from the host name's trailing -N (a StatefulSet pod's ordinal), overriding the file")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: cmg gateway -config gateway.yaml [-check]\n\nRuns one gateway instance until SIGINT or SIGTERM (then drains); SIGHUP reloads.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: cmg gateway -config gateway.yaml [-check] [-instance-from-hostname]\n\nRuns one gateway instance until SIGINT or SIGTERM (then drains); SIGHUP reloads.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -29,6 +30,12 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err := configfile.Load(*path, &cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	if *fromHostname {
+		if err := instanceFromHostnameOS(&cfg); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
 	}
 	log, flushLog := newLogger(stderr, cfg.Log.Level)
 	defer flushLog()
