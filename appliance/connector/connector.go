@@ -35,6 +35,7 @@ type Options struct {
 
 // Connector is one connector process.
 type Connector struct {
+	certs  *certHolder
 	cfg    Config
 	log    *slog.Logger
 	prom   *prometheus.Registry
@@ -69,9 +70,9 @@ func New(cfg Config, opts Options) (*Connector, error) {
 		opts.Now = time.Now
 	}
 	c := &Connector{cfg: cfg, log: opts.Logger, prom: opts.Registry, now: opts.Now, roles: map[string]*role{}}
-	cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("connector: certificate: %w", err)
+	var err error
+	if c.certs, err = newCertHolder(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+		return nil, err
 	}
 	if c.m, err = newMetrics(opts.Registry); err != nil {
 		return nil, err
@@ -79,7 +80,7 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	var routes []tunnel.Route
 	bufs := newBufferPool()
 	for _, rc := range cfg.Roles {
-		r, err := newRole(rc, cert, c.m, bufs, c.log)
+		r, err := newRole(rc, c.certs, c.m, bufs, c.log)
 		if err != nil {
 			return nil, err
 		}
@@ -90,8 +91,8 @@ func New(cfg Config, opts Options) (*Connector, error) {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
 	gwTLS := &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ServerName:   cfg.Gateway.ServerName,
+		GetClientCertificate: c.certs.clientCert,
+		ServerName:           cfg.Gateway.ServerName,
 		MinVersion:   tls.VersionTLS12,
 		NextProtos:   []string{"cmg-tunnel/1"},
 	}

@@ -37,14 +37,14 @@ type role struct {
 	detail  string
 }
 
-func newRole(rc RoleConfig, cert tls.Certificate, m *metrics, bufs bufferPool, log *slog.Logger) (*role, error) {
+func newRole(rc RoleConfig, certs *certHolder, m *metrics, bufs bufferPool, log *slog.Logger) (*role, error) {
 	base, err := url.Parse(rc.URL)
 	if err != nil {
 		return nil, fmt.Errorf("connector: role %s url: %w", rc.ID, err)
 	}
 	base.Path = strings.TrimSuffix(base.Path, "/")
 	base.RawPath = strings.TrimSuffix(base.RawPath, "/")
-	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tlsCfg := &tls.Config{GetClientCertificate: certs.clientCert, MinVersion: tls.VersionTLS12}
 	if len(rc.CAFiles) > 0 {
 		if tlsCfg.RootCAs, err = auth.LoadPool(rc.CAFiles); err != nil {
 			return nil, fmt.Errorf("connector: role %s CAs: %w", rc.ID, err)

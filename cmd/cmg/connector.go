@@ -18,7 +18,7 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	path := fs.String("config", "/etc/cmg/connector.yaml", "the connector configuration `file`")
 	check := fs.Bool("check", false, "load and check the configuration and certificates, then exit")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: cmg connector -config connector.yaml [-check]\n\nRuns a connector until SIGINT or SIGTERM (then drains its streams).\n\nflags:")
+		fmt.Fprintln(stderr, "usage: cmg connector -config connector.yaml [-check]\n\nRuns a connector until SIGINT or SIGTERM (then drains its streams); SIGHUP re-reads its certificate.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -42,6 +42,8 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	otelErrorsTo(log)
 	defer startProfiling(ctx, cfg.Profiling, profiling.Tags{Instance: cfg.Name, Role: "connector"}, log)()
+	stopHUP := onSIGHUP(ctx, func() { c.Reload(*path) })
+	defer stopHUP()
 	if err := c.Run(ctx); err != nil {
 		log.Error("connector stopped with an error", "err", err)
 		return 1
