@@ -47,6 +47,10 @@ var GatewayFamilies = []Family{
 	{"cmg_gateway_policy_decisions_total", "counter", []string{"rule", "action"}},
 	{"cmg_cost_egress_budget_used_ratio", "gauge", nil},
 	{"cmg_cost_egress_budget_threshold_ratio", "gauge", []string{"level"}},
+	// The limits of SECURITY.md (appliance/gateway/limits.go).
+	{"cmg_gateway_connections_refused_total", "counter", []string{"reason"}},
+	{"cmg_gateway_requests_queued", "gauge", nil},
+	{"cmg_gateway_client_sources", "gauge", nil},
 	// Added with their issues: cmg_gateway_notification_channels, cmg_gateway_notifications_total{result},
 	// cmg_notification_delivery_seconds (notifications); cmg_content_requests_total{result},
 	// cmg_content_served_bytes_total{source}, cmg_content_cache_bytes (content).

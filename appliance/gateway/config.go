@@ -41,6 +41,8 @@ type Config struct {
 	Drain DrainConfig `yaml:"drain"`
 	// ProxyProtocol is PROXY protocol v2 from the load balancers (proxyproto.go).
 	ProxyProtocol ProxyProtocolConfig `yaml:"proxy_protocol"`
+	// Limits bound what devices may take of the instance (limits.go).
+	Limits LimitsConfig `yaml:"limits"`
 	// Sites is the allow-list: per site, the roles it may route and the
 	// connectors allowed to serve them.
 	Sites []SiteConfig `yaml:"sites"`
@@ -160,6 +162,7 @@ func DefaultConfig() Config {
 		Tracing:   tracing.DefaultConfig(),
 		Profiling: profiling.DefaultConfig(),
 		Drain:     DefaultDrainConfig(),
+		Limits:    DefaultLimitsConfig(),
 	}
 }
 
@@ -219,6 +222,7 @@ func (c *Config) Validate() error {
 	ps.Merge("tracing", c.Tracing.Validate())
 	ps.Merge("profiling", c.Profiling.Validate())
 	c.validateTransports(&ps)
+	c.Limits.validate(&ps)
 	return ps.Err()
 }
 
