@@ -61,8 +61,8 @@ type Gateway struct {
 	reloadMu   sync.Mutex // serializes Reload; guards policyFile
 	policyFile string     // the policy file in force
 
-	obs      observability
-	draining atomic.Bool
+	obs       observability
+	draining  atomic.Bool
 	hardening // listener limits and the in-flight limit (limits.go)
 
 	writers sync.Pool // *bufio.Writer towards connectors
