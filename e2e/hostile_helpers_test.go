@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -110,31 +111,37 @@ func rawExchange(t *testing.T, addr string, cfg *tls.Config, raw string, n int) 
 
 func readResponses(t *testing.T, c net.Conn, n int) []rawResponse {
 	t.Helper()
+	out, err := tryReadResponses(c, n)
+	if err != nil {
+		t.Fatalf("%v (after %d responses)", err, len(out))
+	}
+	return out
+}
+
+// tryReadResponses reads up to n responses; a connection closed early is not
+// an error, a malformed response or a timeout before the first one is.
+func tryReadResponses(c net.Conn, n int) ([]rawResponse, error) {
 	br := bufio.NewReader(c)
 	var out []rawResponse
 	for len(out) < n {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !isReset(err) {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() && len(out) > 0 {
-					return out // a kept-alive connection after the last answer
-				}
-				t.Fatalf("reading a response: %v (after %d responses)", err, len(out))
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err) {
+				return out, nil
 			}
-			return out
+			return out, fmt.Errorf("reading a response: %w", err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			t.Fatalf("reading a response body: %v", err)
+			return out, fmt.Errorf("reading a response body: %w", err)
 		}
 		out = append(out, rawResponse{status: resp.StatusCode, header: resp.Header, body: body})
 		if resp.Close {
-			return out
+			return out, nil
 		}
 	}
-	return out
+	return out, nil
 }
 
 func isReset(err error) bool {

@@ -208,6 +208,9 @@ func (g *Gateway) sendBody(x *exchange, bw *bufio.Writer, st *yamux.Stream) erro
 	x.fromClient = body.n
 	x.toConnector += body.n
 	if body.err != nil {
+		// The device stalled or left mid-body: stop waiting for (or relaying)
+		// the role's answer now, not after the response header timeout.
+		_ = st.SetReadDeadline(time.Now())
 		return fmt.Errorf("read device body: %w: %w", body.err, errClientGone)
 	}
 	if e, ok := errors.AsType[*httperror.Error](err); ok && e.Reason == httperror.RequestTooLarge {
