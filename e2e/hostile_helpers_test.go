@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -194,16 +193,6 @@ func issueDeviceCert(t *testing.T, m *demo.Manifest, cn string, ku x509.KeyUsage
 // clientAddr is a gateway instance's device listener address (host:port).
 func clientAddr(m *demo.Manifest, i int) string {
 	return strings.TrimPrefix(m.Gateways[i].ClientURL, "https://")
-}
-
-// writeTempFile writes data into a file of the test's temporary directory.
-func writeTempFile(t *testing.T, name string, data []byte) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // readLog returns a log file's content.

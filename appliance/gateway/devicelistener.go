@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -250,12 +249,4 @@ func (g *Gateway) overloaded(w http.ResponseWriter, r *http.Request) {
 	}
 	g.fail(x, e)
 	g.record(x)
-}
-
-// sourceOf is the device address of a connection (for logs).
-func sourceOf(c net.Conn) string {
-	if a, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		return a.Addr().String()
-	}
-	return c.RemoteAddr().String()
 }
