@@ -60,6 +60,8 @@ type exchange struct {
 	// tooLarge is set by the body sender when the body went over its limit.
 	tooLarge atomic.Bool
 	trace    exchangeTrace
+	// hdrLimit bounds the connector's response header (stall.go).
+	hdrLimit responseHeaderLimit
 }
 
 // ServeHTTP is the device request path: method, prefix, authentication, route,
