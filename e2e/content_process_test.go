@@ -206,12 +206,12 @@ func TestContent200DevicesOneFetch(t *testing.T) {
 
 // curlDownload runs curl for a content URL and returns what it wrote, its
 // exit error and stderr.
-func (e *procEnv) curlDownload(url, tok string) ([]byte, error, string) {
+func (e *procEnv) curlDownload(url, tok string) ([]byte, string, error) {
 	out := filepath.Join(e.t.TempDir(), "download")
 	cmd := exec.Command("curl", "-sS", "--http1.1", "--fail", "--cacert", e.m.CAFile, "-H", "Authorization: Bearer "+tok, "-o", out, url)
 	stderr, err := cmd.CombinedOutput()
 	data, _ := os.ReadFile(out)
-	return data, err, string(stderr)
+	return data, string(stderr), err
 }
 
 func TestContentFetchInterruptedByConnectorKill(t *testing.T) {
@@ -232,7 +232,7 @@ func TestContentFetchInterruptedByConnectorKill(t *testing.T) {
 	}
 	first := make(chan result, 1)
 	go func() {
-		d, err, s := e.curlDownload(url, tok)
+		d, s, err := e.curlDownload(url, tok)
 		first <- result{d, err, s}
 	}()
 	waitFor(t, "the fetch to be under way", 10*time.Second, func() bool {
@@ -254,7 +254,7 @@ func TestContentFetchInterruptedByConnectorKill(t *testing.T) {
 
 	conns[0].restart()
 	waitFor(t, "cp1 back", 15*time.Second, func() bool { return e.sessions(e.m.Gateways[0].AdminURL) == 1 })
-	data, err, stderr := e.curlDownload(url, tok)
+	data, stderr, err := e.curlDownload(url, tok)
 	if err != nil || sha256hex(data) != f.sha256() {
 		t.Fatalf("download after the connector came back: %v %s, %d bytes", err, stderr, len(data))
 	}
@@ -268,7 +268,7 @@ func TestContentFetchInterruptedByConnectorKill(t *testing.T) {
 	gws[0].kill(syscall.SIGTERM)
 	gws[0].restart()
 	waitFor(t, "gateway 0 back with cp1", 15*time.Second, func() bool { return e.sessions(e.m.Gateways[0].AdminURL) == 1 })
-	data, err, stderr = e.curlDownload(url, tok)
+	data, stderr, err = e.curlDownload(url, tok)
 	if err != nil || sha256hex(data) != f.sha256() {
 		t.Fatalf("download after the gateway restarted: %v %s", err, stderr)
 	}
@@ -293,7 +293,7 @@ func TestContentFetchResumesOnAnotherConnector(t *testing.T) {
 	}
 	first := make(chan result, 1)
 	go func() {
-		d, err, s := e.curlDownload(url, tok)
+		d, s, err := e.curlDownload(url, tok)
 		first <- result{d, err, s}
 	}()
 	waitFor(t, "the fetch to be under way", 10*time.Second, func() bool {

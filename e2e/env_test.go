@@ -33,9 +33,6 @@ import (
 	"github.com/cmg-gateway/cmg/metrics"
 )
 
-// portsPerBase is the span of ports a demo port base uses.
-const portsPerBase = 2160
-
 // freePortBase finds a port base whose demo ports are all free now.
 func freePortBase(t testing.TB) int {
 	t.Helper()

@@ -28,7 +28,6 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/gateway"
 	"github.com/cmg-gateway/cmg/demo"
 	"github.com/cmg-gateway/cmg/loadtest/roles"
-	"github.com/cmg-gateway/cmg/pki"
 )
 
 // Helpers of the device identity tests: bearer-token curls, the simulated
@@ -110,18 +109,6 @@ func newTestCA(t *testing.T, subject pkix.Name, parent *testCA) *testCA {
 	}
 	c, _ := x509.ParseCertificate(der)
 	return &testCA{cert: c, key: key}
-}
-
-// loadDemoRoot is the demo PKI's root CA with its key.
-func loadDemoRoot(t *testing.T, m *demo.Manifest) *testCA {
-	t.Helper()
-	pd := pki.Dir(m.PKIDir)
-	pair, err := tls.LoadX509KeyPair(pd.Path(pki.RootCert), pd.Path(pki.RootKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(pair.Certificate[0])
-	return &testCA{cert: c, key: pair.PrivateKey.(crypto.Signer)}
 }
 
 // leaf issues a leaf certificate; client makes it a client certificate,

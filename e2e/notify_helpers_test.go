@@ -3,8 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -83,27 +81,6 @@ func deviceToken(t testing.TB, iss *sitetoken.Issuer, device string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// deviceTLS is the TLS configuration of a demo device, with or without its
-// client certificate.
-func deviceTLS(t testing.TB, m *demo.Manifest, withCert bool) *tls.Config {
-	t.Helper()
-	pem, err := os.ReadFile(m.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
-	if withCert {
-		c, err := tls.LoadX509KeyPair(m.ClientCertFile, m.ClientKeyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Certificates = []tls.Certificate{c}
-	}
-	return cfg
 }
 
 // device is one notifyclient run in the test, recording what it receives.

@@ -108,9 +108,9 @@ func TestNotificationResumeOnAnotherInstance(t *testing.T) {
 
 	cfg.URLs, cfg.LastEventID = []string{e.m.Gateways[1].ClientURL}, last
 	d2 := startDevice(t, cfg)
-	got := d2.waitEvents(t, 3)
+	d2.waitEvents(t, 3)
 	time.Sleep(300 * time.Millisecond) // nothing more may come
-	if got = d2.data(); !reflect.DeepEqual(got, []string{"2", "3", "4"}) {
+	if got := d2.data(); !reflect.DeepEqual(got, []string{"2", "3", "4"}) {
 		t.Errorf("resumed device got %v, want [2 3 4]", got)
 	}
 	fams := scrape(t, e.gws[1].admin)
@@ -159,11 +159,11 @@ func TestNotificationCatchUpAfterConnectorRejoins(t *testing.T) {
 	d.waitEvents(t, 2)
 
 	p0.restore(t)
-	got := d.waitEvents(t, 3)
+	d.waitEvents(t, 3)
 	mustNotify(t, e.conns[1].admin, `{"device":"pc-1","data":4}`)
-	got = d.waitEvents(t, 4)
+	d.waitEvents(t, 4)
 	time.Sleep(200 * time.Millisecond)
-	if got = d.data(); !reflect.DeepEqual(got, []string{"1", "3", "2", "4"}) {
+	if got := d.data(); !reflect.DeepEqual(got, []string{"1", "3", "2", "4"}) {
 		t.Errorf("device got %v, want [1 3 2 4]: the missed 2 caught up once, before 4", got)
 	}
 	if st := d.c.Stats(); st.Connects != 1 {

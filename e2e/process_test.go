@@ -20,6 +20,9 @@ import (
 var cmgBinary string
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(floodEnv); spec != "" {
+		os.Exit(runFloodClient(spec)) // a helper process of TestConnectionFloodMemory
+	}
 	code := func() int {
 		if b := os.Getenv("CMG_BIN"); b != "" {
 			abs, err := filepath.Abs(b)

@@ -53,6 +53,10 @@ var GatewayFamilies = []Family{
 	{"cmg_gateway_notification_channels", "gauge", nil},
 	{"cmg_gateway_notifications_total", "counter", []string{"result"}},
 	{"cmg_notification_delivery_seconds", "histogram", nil},
+	// The limits of SECURITY.md (appliance/gateway/limits.go).
+	{"cmg_gateway_connections_refused_total", "counter", []string{"reason"}},
+	{"cmg_gateway_requests_queued", "gauge", nil},
+	{"cmg_gateway_client_sources", "gauge", nil},
 }
 
 // ConnectorFamilies are the families a connector exports, as built so far.

@@ -124,10 +124,16 @@ func (r *Registry) Pick(auth, roleID string, exclude ...*Session) *Session {
 	}
 	n := uint32(len(set.sessions))
 	start := set.next.Add(1) - 1
-	var fallback *Session
+	var fallback, last *Session
 	for i := uint32(0); i < n; i++ {
 		s := set.sessions[(start+i)%n]
 		if s.Draining() || excluded(s, exclude) || s.closed() {
+			continue
+		}
+		if s.stalled() {
+			if last == nil {
+				last = s
+			}
 			continue
 		}
 		if s.Healthy(roleID) {
@@ -136,6 +142,9 @@ func (r *Registry) Pick(auth, roleID string, exclude ...*Session) *Session {
 		if fallback == nil {
 			fallback = s
 		}
+	}
+	if fallback == nil {
+		return last
 	}
 	return fallback
 }

@@ -39,6 +39,7 @@ type Session struct {
 	openMu   sync.RWMutex
 	inflight atomic.Int64
 	lastPong atomic.Int64 // unix nanoseconds
+	stall    stallState   // stall.go
 
 	closeOnce sync.Once
 	done      chan struct{}

@@ -42,13 +42,12 @@ func issue(t *testing.T, iss *sitetoken.Issuer, kind sitetoken.Kind, sub string,
 // tokenSetup is an Authenticator taking site tokens of sites PS1 and PS2,
 // OIDC tokens, and client certificates.
 type tokenSetup struct {
-	a         *Authenticator
-	ps1, ps2  *sitetoken.Issuer
-	rogue     *sitetoken.Issuer // a key nobody trusts, under PS1's kid
-	root      *testCA
-	oidcKey   namedKey
-	jwks      *jwksServer
-	clientCrt []byte
+	a        *Authenticator
+	ps1, ps2 *sitetoken.Issuer
+	rogue    *sitetoken.Issuer // a key nobody trusts, under PS1's kid
+	root     *testCA
+	oidcKey  namedKey
+	jwks     *jwksServer
 }
 
 func newTokenSetup(t *testing.T) *tokenSetup {

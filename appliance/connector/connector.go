@@ -93,8 +93,8 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	gwTLS := &tls.Config{
 		GetClientCertificate: c.certs.clientCert,
 		ServerName:           cfg.Gateway.ServerName,
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"cmg-tunnel/1"},
+		MinVersion:           tls.VersionTLS12,
+		NextProtos:           []string{"cmg-tunnel/1"},
 	}
 	if len(cfg.Gateway.CAFiles) > 0 {
 		if gwTLS.RootCAs, err = auth.LoadPool(cfg.Gateway.CAFiles); err != nil {

@@ -243,4 +243,6 @@ func (b bufferPool) Get() []byte { return b.p.Get().([]byte) }
 
 // Put returns a buffer. Storing a slice header costs one small allocation per
 // Put; the reverse proxy's interface leaves no way around it.
-func (b bufferPool) Put(buf []byte) { b.p.Put(buf) } //nolint:staticcheck // SA6002: see above
+//
+//lint:ignore SA6002 see above
+func (b bufferPool) Put(buf []byte) { b.p.Put(buf) }

@@ -185,10 +185,10 @@ func (f *fill) finish(err error) {
 }
 
 // state is what a reader needs to know.
-func (f *fill) state() (avail int64, err error, wake <-chan struct{}) {
+func (f *fill) state() (avail int64, wake <-chan struct{}, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.avail, f.err, f.wake
+	return f.avail, f.wake, f.err
 }
 
 // commit makes the verified file durable and puts it into the cache, pinned

@@ -57,7 +57,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 		return r.readAt(r.file, p)
 	}
 	for {
-		avail, ferr, wake := r.f.state()
+		avail, wake, ferr := r.f.state()
 		if r.off < avail {
 			if rem := avail - r.off; int64(len(p)) > rem {
 				p = p[:rem]
@@ -132,7 +132,7 @@ func (r *Reader) Ready() error {
 		return nil
 	}
 	for {
-		avail, ferr, wake := r.f.state()
+		avail, wake, ferr := r.f.state()
 		if avail > 0 || avail == r.info.Size {
 			return nil
 		}

@@ -72,13 +72,6 @@ func (s *certStore) reloadLocked() error {
 	return nil
 }
 
-// changed reports whether a file differs from what was last loaded.
-func (s *certStore) changed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stamp != [2]fileStamp{stampFile(s.certFile), stampFile(s.keyFile)}
-}
-
 // reloadIfChanged reloads when a file changed; it reports whether it tried.
 // A failed load (say the certificate was replaced and the key not yet) keeps
 // the old certificate; the same broken version is not tried again, the next

@@ -43,6 +43,8 @@ type Config struct {
 	ProxyProtocol ProxyProtocolConfig `yaml:"proxy_protocol"`
 	Content       ContentConfig       `yaml:"content"`
 	Notify        NotifyConfig        `yaml:"notifications"`
+	// Limits bound what devices may take of the instance (limits.go).
+	Limits LimitsConfig `yaml:"limits"`
 	// Sites is the allow-list: per site, the roles it may route and the
 	// connectors allowed to serve them.
 	Sites []SiteConfig `yaml:"sites"`
@@ -168,6 +170,7 @@ func DefaultConfig() Config {
 		Drain:     DefaultDrainConfig(),
 		Content:   DefaultContentConfig(),
 		Notify:    DefaultNotifyConfig(),
+		Limits:    DefaultLimitsConfig(),
 	}
 }
 
@@ -229,6 +232,7 @@ func (c *Config) Validate() error {
 	ps.Merge("profiling", c.Profiling.Validate())
 	c.validateTransports(&ps)
 	ps.Merge("content", c.Content.Validate())
+	c.Limits.validate(&ps)
 	return ps.Err()
 }
 

@@ -50,8 +50,9 @@ func (g *Gateway) forward(x *exchange, authV string) {
 			last = httperror.Wrap(httperror.BackendUnavailable, "the connector's tunnel failed", err)
 			continue
 		}
-		err = g.exchangeOn(x, st)
-		sess.Release()
+		// Released even when the relay aborts the handler mid-body.
+		err = func() error { defer sess.Release(); return g.exchangeOn(x, st) }()
+		g.noteStall(sess, err)
 		if err == nil {
 			return
 		}
@@ -101,9 +102,11 @@ func (g *Gateway) exchangeOn(x *exchange, st *yamux.Stream) error {
 
 	_ = st.SetReadDeadline(g.now().Add(g.cfg.Backend.ResponseHeaderTimeout))
 	br := g.readers.Get().(*bufio.Reader)
-	br.Reset(st)
+	x.hdrLimit = responseHeaderLimit{r: st, left: maxResponseHeader}
+	br.Reset(&x.hdrLimit)
 	defer func() { br.Reset(nil); g.readers.Put(br) }()
 	resp, err := readResponse(br, r)
+	x.hdrLimit.left = -1 // the body is bounded by the progress deadlines
 	if err != nil {
 		st.Close()
 		bodyErr := waitBody(bodyDone, x)
@@ -208,6 +211,9 @@ func (g *Gateway) sendBody(x *exchange, bw *bufio.Writer, st *yamux.Stream) erro
 	x.fromClient = body.n
 	x.toConnector += body.n
 	if body.err != nil {
+		// The device stalled or left mid-body: stop waiting for (or relaying)
+		// the role's answer now, not after the response header timeout.
+		_ = st.SetReadDeadline(time.Now())
 		return fmt.Errorf("read device body: %w: %w", body.err, errClientGone)
 	}
 	if e, ok := errors.AsType[*httperror.Error](err); ok && e.Reason == httperror.RequestTooLarge {

@@ -62,9 +62,10 @@ type Gateway struct {
 	policyFile string     // the policy file in force
 	notif      *notifier
 
-	obs      observability
-	content  *contentServer
-	draining atomic.Bool
+	obs       observability
+	content   *contentServer
+	draining  atomic.Bool
+	hardening // listener limits and the in-flight limit (limits.go)
 
 	writers sync.Pool // *bufio.Writer towards connectors
 	readers sync.Pool // *bufio.Reader from connectors
@@ -119,6 +120,9 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: auth: %w", err)
 	}
 	if g.m, err = newRequestMetrics(opts.Registry); err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	if err := g.newLimits(); err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
 	}
 	if g.pm, err = newPolicyMetrics(opts.Registry, g.pol, g.m.reloads); err != nil {
@@ -285,7 +289,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		defer stopACME()
 	}
 	go func() {
-		err := srv.Serve(tls.NewListener(g.clientLn, srv.TLSConfig))
+		err := srv.Serve(g.deviceListener(srv))
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -336,22 +340,10 @@ func (g *Gateway) clientServer() *http.Server {
 		MaxHeaderBytes:    int(g.cfg.Client.MaxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return auth.WithConnCache(ctx) },
-		ConnState:         g.connState,
 	}
 	g.shareClientListener(srv)
+	g.harden(srv)
 	return srv
-}
-
-func (g *Gateway) connState(c net.Conn, s http.ConnState) {
-	switch s {
-	case http.StateNew:
-		g.m.conns.Inc()
-	case http.StateClosed, http.StateHijacked:
-		g.m.conns.Dec()
-		if tc, ok := c.(*tls.Conn); ok && !tc.ConnectionState().HandshakeComplete {
-			g.m.handshakes.WithLabelValues("failure").Inc()
-		}
-	}
 }
 
 // Ready reports whether the instance should get devices: a connector is in and

@@ -60,6 +60,8 @@ type exchange struct {
 	// tooLarge is set by the body sender when the body went over its limit.
 	tooLarge atomic.Bool
 	trace    exchangeTrace
+	// hdrLimit bounds the connector's response header (stall.go).
+	hdrLimit responseHeaderLimit
 }
 
 // ServeHTTP is the device request path: method, prefix, authentication, route,
@@ -149,7 +151,7 @@ func checkPath(r *http.Request) *httperror.Error {
 	p := r.URL.Path
 	bad := strings.Contains(p, "//") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") ||
 		strings.Contains(p, "/./") || strings.HasSuffix(p, "/.") || strings.ContainsRune(p, '\\') ||
-		strings.ContainsAny(p, "\x00\r\n")
+		strings.ContainsAny(p, "\x00\r\n") || ambiguousPath(p)
 	if !bad {
 		lower := strings.ToLower(raw)
 		bad = strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(lower, "%25") || strings.Contains(lower, "%00")

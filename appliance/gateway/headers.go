@@ -28,6 +28,10 @@ const (
 // connector: hop-by-hop headers, framing the gateway rewrites, and identity or
 // forwarding headers a device could spoof.
 func dropRequestHeader(k string) bool {
+	if strings.IndexByte(k, '_') >= 0 {
+		// Cmg_Device_Id reads as Cmg-Device-Id to a CGI-style role.
+		return underscoreSpoof(k)
+	}
 	switch k {
 	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Proxy-Authenticate",
 		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect", "Content-Length", "Host",
