@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -350,10 +351,12 @@ func writeYAMLTo(t *testing.T, path string, v any) {
 // free now.
 func freeConsecutive(t *testing.T, n int) int {
 	t.Helper()
-	for try := 0; try < 100; try++ {
-		first := portOf(t, freeAddr(t))
+	for try := 0; try < 200; try++ {
+		// Below the kernel's ephemeral range, where a busy machine's outgoing
+		// connections do not take every other port.
+		first := 10000 + rand.IntN(20000)
 		ok := true
-		for p := first + 1; p < first+n && ok; p++ {
+		for p := first; p < first+n && ok; p++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 			if err != nil {
 				ok = false

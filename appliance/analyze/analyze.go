@@ -385,8 +385,8 @@ func certNames(c *x509.Certificate) string {
 func (a *analyzer) mtlsCheck(i int, res *tunnel.AnalyzeResult, err error) Check {
 	ck := Check{Instance: i, Name: "mtls"}
 	subject := "the connector's certificate"
-	if cert := a.c.GatewayTLS().Certificates; len(cert) > 0 && cert[0].Leaf != nil {
-		subject = fmt.Sprintf("certificate %q (issuer %q)", cert[0].Leaf.Subject.String(), cert[0].Leaf.Issuer.String())
+	if leaf := connectorLeaf(a.c.GatewayTLS()); leaf != nil {
+		subject = fmt.Sprintf("certificate %q (issuer %q)", leaf.Subject.String(), leaf.Issuer.String())
 	}
 	if res == nil || (res.Ack == nil && err != nil) {
 		msg := "no answer"
@@ -490,4 +490,27 @@ func directCheck(ctx context.Context, r connector.RoleConfig) string {
 	}
 	resp.Body.Close()
 	return "answered " + resp.Status
+}
+
+// connectorLeaf is the certificate the connector presents to the gateway, from
+// its static list or its (reloadable) GetClientCertificate.
+func connectorLeaf(c *tls.Config) *x509.Certificate {
+	var cert *tls.Certificate
+	switch {
+	case len(c.Certificates) > 0:
+		cert = &c.Certificates[0]
+	case c.GetClientCertificate != nil:
+		cert, _ = c.GetClientCertificate(&tls.CertificateRequestInfo{})
+	}
+	if cert == nil || len(cert.Certificate) == 0 {
+		return nil
+	}
+	if cert.Leaf != nil {
+		return cert.Leaf
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
 }
