@@ -85,6 +85,7 @@ func WriteOriginalServerChain(dir string, hosts []string) (ServerChain, error) {
 		IssuingCertificateURL: []string{"http://cacerts.loadtest.example.com/cmgLoadTestTLSRSASHA2562024CA1.crt"},
 		CRLDistributionPoints: []string{"http://crl3.loadtest.example.com/cmgLoadTestTLSRSASHA2562024CA1.crl", "http://crl4.loadtest.example.com/cmgLoadTestTLSRSASHA2562024CA1.crl"},
 		PolicyIdentifiers:     policy,
+		ExtraExtensions:       []pkix.Extension{sctList()},
 	}
 	for _, h := range append(hosts, "localhost", "127.0.0.1") {
 		if ip := net.ParseIP(h); ip != nil {
@@ -121,6 +122,36 @@ func WriteOriginalServerChain(dir string, hosts []string) (ServerChain, error) {
 		}
 	}
 	return sc, nil
+}
+
+// sctList is the signed certificate timestamps a public CA embeds in every
+// leaf (certificate transparency, required by browsers since 2018): two SCTs
+// of the usual shape (v1, 32-byte log ID, timestamp, ECDSA P-256 signature).
+// Nobody verifies them here; they give the leaf its real size.
+func sctList() pkix.Extension {
+	var list []byte
+	for range 2 {
+		sct := []byte{0}                             // version v1
+		sct = append(sct, randomBytes(32)...)        // log ID
+		sct = append(sct, 0, 0, 1, 0x8f, 0, 0, 0, 0) // timestamp
+		sct = append(sct, 0, 0)                      // no extensions
+		sig := append([]byte{0x30, 0x45, 0x02, 0x20}, randomBytes(32)...)
+		sig = append(sig, 0x02, 0x21, 0x00)
+		sig = append(sig, randomBytes(32)...)
+		sct = append(sct, 4, 3, byte(len(sig)>>8), byte(len(sig))) // SHA-256, ECDSA
+		sct = append(sct, sig...)
+		list = append(list, byte(len(sct)>>8), byte(len(sct)))
+		list = append(list, sct...)
+	}
+	inner := append([]byte{byte(len(list) >> 8), byte(len(list))}, list...)
+	value, _ := asn1.Marshal(inner)
+	return pkix.Extension{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11129, 2, 4, 2}, Value: value}
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
 }
 
 func pemCert(der []byte) []byte {
