@@ -280,6 +280,6 @@ func runLoadtestChain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loadtest chain: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "server certificate (leaf + intermediate): %s\nkey: %s\nroot for devices (-ca): %s\n", sc.CertFile, sc.KeyFile, sc.RootFile)
+	fmt.Fprintf(stdout, "server certificate (leaf, intermediate and root, as IIS sends them): %s\nkey: %s\nroot for devices (-ca): %s\n", sc.CertFile, sc.KeyFile, sc.RootFile)
 	return 0
 }

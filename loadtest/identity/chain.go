@@ -16,8 +16,8 @@ import (
 
 // ServerChain is a server certificate chain written to files.
 type ServerChain struct {
-	// CertFile holds the leaf then the intermediate; KeyFile the leaf's key;
-	// RootFile the root devices must trust.
+	// CertFile holds the leaf, the intermediate and the root, as IIS sends
+	// them; KeyFile the leaf's key; RootFile the root devices must trust.
 	CertFile, KeyFile, RootFile string
 }
 
@@ -25,9 +25,11 @@ type ServerChain struct {
 // product serves devices, into dir: an RSA-2048 leaf for hosts, issued by an
 // RSA-2048 intermediate under an RSA-2048 root, each carrying the extensions a
 // public CA puts in (authority information access, CRL distribution point,
-// certificate policies, key identifiers). The service certificate of the
-// original is a public (or enterprise) certificate of that shape; its size is
-// what a device receives on every full handshake.
+// certificate policies, key identifiers, two SCTs). The service certificate
+// of the original is a public (or enterprise) certificate of that shape, and
+// the original's servers (IIS on Windows, whose SChannel sends the whole chain
+// it builds, the root included: SSL Labs' "contains anchor") send all three:
+// that is what a device receives on every full handshake.
 func WriteOriginalServerChain(dir string, hosts []string) (ServerChain, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return ServerChain{}, err
@@ -103,7 +105,7 @@ func WriteOriginalServerChain(dir string, hosts []string) (ServerChain, error) {
 		KeyFile:  filepath.Join(dir, "original-server-key.pem"),
 		RootFile: filepath.Join(dir, "original-root.pem"),
 	}
-	certPEM := append(pemCert(leafDER), pemCert(interDER)...)
+	certPEM := append(append(pemCert(leafDER), pemCert(interDER)...), pemCert(rootDER)...)
 	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
 	if err != nil {
 		return ServerChain{}, err
@@ -181,9 +183,12 @@ func DescribeChain(certs []*x509.Certificate) string {
 		default:
 			s += c.PublicKeyAlgorithm.String()
 		}
-		if i == 0 {
+		switch {
+		case i == 0:
 			s += " leaf"
-		} else {
+		case c.Subject.String() == c.Issuer.String():
+			s += " root"
+		default:
 			s += " intermediate"
 		}
 	}

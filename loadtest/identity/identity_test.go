@@ -101,8 +101,8 @@ func TestFilesAndTokens(t *testing.T) {
 	}
 }
 
-// TestOriginalServerChain serves the chain and checks what a device sees: an
-// RSA-2048 leaf with its RSA-2048 intermediate, valid under the root.
+// TestOriginalServerChain checks the chain a device is shown: an RSA-2048 leaf,
+// its RSA-2048 intermediate and the root (as IIS sends it), valid under the root.
 func TestOriginalServerChain(t *testing.T) {
 	sc, err := WriteOriginalServerChain(t.TempDir(), []string{"cmg.example.com"})
 	if err != nil {
@@ -117,8 +117,8 @@ func TestOriginalServerChain(t *testing.T) {
 		c, _ := x509.ParseCertificate(der)
 		chain = append(chain, c)
 	}
-	if !IsOriginalChain(chain) || DescribeChain(chain) != "RSA-2048 leaf + RSA-2048 intermediate" {
-		t.Errorf("got %s, want RSA-2048 leaf + RSA-2048 intermediate", DescribeChain(chain))
+	if !IsOriginalChain(chain) || DescribeChain(chain) != "RSA-2048 leaf + RSA-2048 intermediate + RSA-2048 root" {
+		t.Errorf("got %s, want RSA-2048 leaf + RSA-2048 intermediate + RSA-2048 root", DescribeChain(chain))
 	}
 	roots := x509.NewCertPool()
 	pem, _ := os.ReadFile(sc.RootFile)
