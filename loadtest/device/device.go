@@ -241,7 +241,7 @@ func (d *Device) takeIdle(class string) *conn {
 func (d *Device) putIdle(c *conn, class string) {
 	c.idleSince = d.env.Clock.Now()
 	d.mu.Lock()
-	if d.closed || len(d.idle) >= 2 {
+	if d.closed || len(d.idle) >= 1 {
 		d.mu.Unlock()
 		d.closeConn(c, class)
 		return
