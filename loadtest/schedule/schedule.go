@@ -47,7 +47,10 @@ func (c *Clock) Wall(sim time.Duration) time.Duration { return time.Duration(flo
 func (c *Clock) Elapsed() time.Duration { return c.Now().Sub(c.simStart) }
 
 // Series is one device's occurrences of one class: slot k is at
-// phase + k*period, moved by up to ±jitter/2 periods.
+// phase + k*period, moved by up to ±jitter/2 periods. It starts in the steady
+// state: slots from before the start whose jitter moves them after it occur,
+// those that land before it do not, so the first minutes see the same rate as
+// any other (no burst of every device at once).
 type Series struct {
 	period time.Duration
 	jitter float64
@@ -59,17 +62,21 @@ type Series struct {
 // NewSeries starts a series with a phase drawn in [0, period).
 func NewSeries(period time.Duration, jitter float64, seed uint64) *Series {
 	r := rand.New(rand.NewPCG(seed, seed^0x2545f4914f6cdd1d))
-	return &Series{period: period, jitter: jitter, phase: time.Duration(r.Int64N(int64(period))), rnd: r}
+	return &Series{period: period, jitter: jitter, phase: time.Duration(r.Int64N(int64(period))), k: -1, rnd: r}
 }
 
 // Next returns the offset from the start of the next occurrence.
 func (s *Series) Next() time.Duration {
-	t := s.phase + time.Duration(s.k)*s.period
-	s.k++
-	if s.jitter > 0 {
-		t += time.Duration((s.rnd.Float64() - 0.5) * s.jitter * float64(s.period))
+	for {
+		t := s.phase + time.Duration(s.k)*s.period
+		s.k++
+		if s.jitter > 0 {
+			t += time.Duration((s.rnd.Float64() - 0.5) * s.jitter * float64(s.period))
+		}
+		if t >= 0 {
+			return t
+		}
 	}
-	return max(t, 0)
 }
 
 // Event is an occurrence due at simulated offset At.

@@ -49,6 +49,21 @@ func TestSeriesCount(t *testing.T) {
 	}
 }
 
+// TestSteadyStart checks that the first minutes see the steady rate: of
+// 10,000 devices whose class runs monthly and may land anywhere in its period,
+// about 10,000 x 1 min / 30 days occur in the first minute, not a burst.
+func TestSteadyStart(t *testing.T) {
+	n := 0
+	for d := range 10000 {
+		if NewSeries(30*24*time.Hour, 1, uint64(d)+1).Next() < time.Minute {
+			n++
+		}
+	}
+	if n > 5 {
+		t.Errorf("got %d occurrences in the first minute, want about 0.23", n)
+	}
+}
+
 func TestQueueOrder(t *testing.T) {
 	q := &Queue{}
 	for d := range 50 {
