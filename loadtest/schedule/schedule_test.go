@@ -37,8 +37,8 @@ func TestSeriesCount(t *testing.T) {
 					last = at
 					n++
 				}
-				if math.Abs(float64(n)-want) > 1.5 {
-					t.Errorf("series %d: got %d occurrences, want %.2f +- 1", s, n, want)
+				if math.Abs(float64(n)-want) > 1.5+tt.jitter {
+					t.Errorf("series %d: got %d occurrences, want %.2f +- %.1f", s, n, want, 1.5+tt.jitter)
 				}
 				total += n
 			}
