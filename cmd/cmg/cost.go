@@ -6,12 +6,40 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/cmg-gateway/cmg/configfile"
+	"github.com/cmg-gateway/cmg/loadtest/profile"
 	"github.com/cmg-gateway/cmg/metrics/cost"
 )
+
+// trafficModel is a resolved -profile: a name, a note and the model.
+type trafficModel struct {
+	name, note string
+	model      cost.TrafficModel
+}
+
+// lookupTrafficModel resolves -profile: a load tester profile (a built-in
+// name, or a profile file `cmg loadtest -profile` takes), whose low bound is a
+// device's month with cmg's connection habits and high bound with the
+// original product's; or else a cost profile file (bounds or classes).
+func lookupTrafficModel(nameOrPath string) (trafficModel, error) {
+	p, err := profile.Lookup(nameOrPath)
+	if err == nil {
+		return trafficModel{name: p.Name, model: p, note: "low: cmg's habits (keep-alive, TLS resumption, one notification channel); " +
+			"high: the original product's (a new TLS connection per exchange, notification renewals every 15 min); " + p.Note}, nil
+	}
+	if _, statErr := os.Stat(nameOrPath); statErr != nil {
+		return trafficModel{}, err
+	}
+	c, cerr := cost.LookupProfile(nameOrPath)
+	if cerr != nil {
+		return trafficModel{}, fmt.Errorf("%s is neither a load tester profile (%v) nor a cost profile (%w)", nameOrPath, err, cerr)
+	}
+	return trafficModel{name: c.Name, note: c.Note, model: c}, nil
+}
 
 // runCost is `cmg cost`: the capacity and cost planner. Devices and a traffic
 // profile in; the monthly egress range, the monthly cost by component and the
@@ -20,7 +48,7 @@ func runCost(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cost", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	devices := fs.Int64("devices", 0, "number of internet `devices` (required)")
-	profile := fs.String("profile", "default", "traffic profile: "+strings.Join(cost.BuiltinProfiles(), ", ")+", or a profile `FILE`")
+	profileName := fs.String("profile", "default", "traffic profile: "+strings.Join(profile.Builtins(), ", ")+", or a profile `FILE`")
 	pricesFile := fs.String("prices", "", "prices `FILE` (YAML; keys left out keep the built-in example prices)")
 	capacity := fs.Int("capacity", 0, "devices one instance serves, `N` (overrides capacity_devices of the prices)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
@@ -41,12 +69,12 @@ func runCost(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cost: %v\n", err)
 		return 1
 	}
-	prof, err := cost.LookupProfile(*profile)
+	prof, err := lookupTrafficModel(*profileName)
 	if err != nil {
 		fmt.Fprintf(stderr, "cost: %v\n", err)
 		return 1
 	}
-	low, high := prof.PerDeviceMonthlyBytes()
+	low, high := prof.model.PerDeviceMonthlyBytes()
 	plan, err := cost.Plan(*devices, low, high, prices)
 	if err != nil {
 		fmt.Fprintf(stderr, "cost: %v\n", err)
@@ -67,7 +95,10 @@ component (tiered egress, compute) at the low and the high bound, and the
 instance count (ceil(N / capacity), at least the prices' instances, at most 16).
 A month is 30 days (720 h); GB = 10^9 bytes, MB = 10^6 bytes.
 
-A profile FILE is YAML, either the bounds directly:
+The built-in profiles are the load tester's (cmg loadtest -profile): the low bound
+is a device's month with cmg's connection habits, the high bound with the original
+product's. A profile FILE is a load tester profile (see loadtest/README.md), or
+YAML giving the bounds directly:
   name: branch-offices
   per_device_monthly: {low: 80MB, high: 120MB}
 or traffic classes (exchanges per device per month x bytes per exchange):
@@ -104,11 +135,11 @@ func loadPrices(path string, capacity int) (cost.Prices, error) {
 	return p, p.Validate()
 }
 
-func printPlanJSON(stdout, stderr io.Writer, prof cost.Profile, plan cost.CapacityPlan) int {
+func printPlanJSON(stdout, stderr io.Writer, prof trafficModel, plan cost.CapacityPlan) int {
 	out := struct {
 		Profile string `json:"profile"`
 		cost.CapacityPlan
-	}{prof.Name, plan}
+	}{prof.name, plan}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(out); err != nil {
@@ -118,11 +149,11 @@ func printPlanJSON(stdout, stderr io.Writer, prof cost.Profile, plan cost.Capaci
 	return 0
 }
 
-func printPlan(w io.Writer, prof cost.Profile, prices cost.Prices, plan cost.CapacityPlan) {
+func printPlan(w io.Writer, prof trafficModel, prices cost.Prices, plan cost.CapacityPlan) {
 	fmt.Fprintf(w, "%d devices, profile %s: %s to %s per device per month\n",
-		plan.Devices, prof.Name, formatBytes(plan.PerDeviceMonthlyBytesLow), formatBytes(plan.PerDeviceMonthlyBytesHigh))
-	if prof.Note != "" {
-		fmt.Fprintf(w, "  (%s)\n", prof.Note)
+		plan.Devices, prof.name, formatBytes(plan.PerDeviceMonthlyBytesLow), formatBytes(plan.PerDeviceMonthlyBytesHigh))
+	if prof.note != "" {
+		fmt.Fprintf(w, "  (%s)\n", prof.note)
 	}
 	fmt.Fprintf(w, "instances: %d (%d devices per instance)\n", plan.Instances, plan.CapacityDevices)
 	if !plan.Fits {

@@ -38,13 +38,30 @@ func costNear(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math
 // TestCostFiftyThousandDevices checks `cmg cost -devices 50000` against a hand
 // calculation with the built-in example prices (USD; 100 GB free, then 0.087
 // per GB up to 10,000 GB; 0.091 an hour; 6,000 devices per instance) and the
-// default profile (66.2 MB to 99.3 MB per device per month):
+// load tester's default profile.
 //
-//	instances = ceil(50,000 / 6,000) = 9
-//	low egress  = 50,000 × 66.2 MB = 3,310 GB; (3,310 - 100) × 0.087 = 279.27
-//	high egress = 50,000 × 99.3 MB = 4,965 GB; (4,965 - 100) × 0.087 = 423.255
-//	compute     = 9 × 0.091 × 720 = 589.68
-//	total       = 868.95 and 1,012.935
+// High bound, the original product's habits: client-traffic.md section 6's rows
+// exactly, before the table rounds them (KB = 1,000 B):
+//
+//	machine policy 720 x (9.0+5.8+2.6) = 12,528    renewals 2,880 x (9.0+2.5+1.0) = 36,000
+//	state 1,440 x (9.0+6.5+0.2) = 22,608           status 300 x 15.7 = 4,710
+//	CCM_STS 90 x 12.6 = 1,134                      location 30 x (9.0+3x3.0+6.5+8.0) = 975
+//	WSUS location 30 x 17.5 = 525                  policy bodies 60 x 33.5 = 2,010
+//	CI documents 200 x 43.5 = 8,700                SUP scans 8 x 123 = 984
+//	patch metadata 1 x 8,126 = 8,126               WUA reports 10 x 13.5 = 135
+//	HINV delta 4.3 x 76 = 326.8                    HINV full 0.33 x 622 = 205.26
+//	SINV, DDR, metering 4.3 x (31.0+21.2+15.2) = 289.82
+//	total 99,256.88 KB = 99.25688 MB
+//
+// Low bound, cmg's habits: no renewals (-36,000 KB); one notification channel a
+// day, 30 x (0.3 TLS resumed + 2.5 + 0.4 + 0.1 headers + 138.24 heartbeats) =
+// +4,246.2 KB; the other 2,646.53 new connections a month resume TLS,
+// 2,646.53 x (6.0 - 0.3) = -15,085.221 KB: 52,417.859 KB = 52.417859 MB.
+//
+//	instances = ceil(50,000 / 6,000) = 9; compute = 9 x 0.091 x 720 = 589.68
+//	high egress = 50,000 x 99.25688 MB = 4,962.844 GB; (4,962.844 - 100) x 0.087 = 423.067428
+//	low egress  = 50,000 x 52.417859 MB = 2,620.89295 GB; (2,620.89295 - 100) x 0.087 = 219.31768665
+//	totals 809.00 (808.99768665) and 1,012.747428
 func TestCostFiftyThousandDevices(t *testing.T) {
 	code, out, errs := costRun("-devices", "50000", "-json")
 	if code != 0 {
@@ -59,13 +76,13 @@ func TestCostFiftyThousandDevices(t *testing.T) {
 		got, want float64
 	}{
 		{"instances", float64(p.Instances), 9},
-		{"low egress bytes", p.Low.MonthlyEgressBytes, 3310e9},
-		{"high egress bytes", p.High.MonthlyEgressBytes, 4965e9},
-		{"low egress cost", p.Low.Egress, 279.27},
-		{"high egress cost", p.High.Egress, 423.255},
+		{"low egress bytes", p.Low.MonthlyEgressBytes, 2620.89295e9},
+		{"high egress bytes", p.High.MonthlyEgressBytes, 4962.844e9},
+		{"low egress cost", p.Low.Egress, 219.31768665},
+		{"high egress cost", p.High.Egress, 423.067428},
 		{"compute", p.Low.Compute, 589.68},
-		{"low total", p.Low.Total, 868.95},
-		{"high total", p.High.Total, 1012.935},
+		{"low total", p.Low.Total, 808.99768665},
+		{"high total", p.High.Total, 1012.747428},
 	}
 	for _, c := range checks {
 		if !costNear(c.got, c.want) {
@@ -80,7 +97,7 @@ func TestCostFiftyThousandDevices(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("text: exit %d", code)
 	}
-	for _, want := range []string{"instances: 9 ", "3.31 TB", "4.965 TB", "USD 279.27", "USD 589.68", "USD 868.95", "66.2 MB to 99.3 MB"} {
+	for _, want := range []string{"instances: 9 ", "2.621 TB", "4.963 TB", "USD 219.32", "USD 589.68", "USD 809.00", "USD 1012.75", "52.42 MB to 99.26 MB"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text output lacks %q:\n%s", want, out)
 		}

@@ -3,6 +3,7 @@ package roles
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -45,7 +46,11 @@ func SiteTokenIssuer(iss *sitetoken.Issuer, pub *sitetoken.Key) (TokenIssuer, er
 			return "", 0, errors.New("no identity verified by the gateway")
 		}
 		subject := req.Header.Get(headerDeviceID)
-		if body := bytes.TrimSpace(req.Body); len(body) > 0 {
+		// A device the gateway verified by certificate or Azure AD is who the
+		// gateway says; only a site-token device proves itself with the
+		// token it presents (raw, or as the "token" of a JSON body).
+		method := req.Header.Get(headerAuthMethod)
+		if body := presentedToken(req.Body); len(body) > 0 && method != "certificate" && method != "oidc" {
 			c, err := ver.Verify(string(body), sitetoken.Device, sitetoken.Registration)
 			if err != nil {
 				return "", 0, fmt.Errorf("presented token: %w", err)
@@ -78,4 +83,20 @@ func LoadSiteTokenIssuer(keyFile, site string) (TokenIssuer, error) {
 		return nil, err
 	}
 	return SiteTokenIssuer(iss, &sitetoken.Key{ID: iss.KeyID(), Site: site, Public: &key.PublicKey})
+}
+
+// presentedToken is the token a CCM_STS request carries: the whole body, or the
+// "token" member of a JSON body.
+func presentedToken(body []byte) []byte {
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 && body[0] == '{' {
+		var v struct {
+			Token string `json:"token"`
+		}
+		if json.Unmarshal(body, &v) != nil {
+			return nil
+		}
+		return []byte(strings.TrimSpace(v.Token))
+	}
+	return body
 }

@@ -5,7 +5,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -15,8 +14,9 @@ import (
 )
 
 // TrafficModel is what the planner needs from a traffic profile: the bounds of a
-// device's egress in a month, in bytes, both legs. Profile implements it; the
-// load tester's calibrated profiles can too, and then replace the table below.
+// device's egress in a month, in bytes, both legs. Profile (a file giving the
+// bounds or per-class counts and sizes) implements it, and so do the load
+// tester's profiles (loadtest/profile), which are the built-in ones.
 type TrafficModel interface {
 	PerDeviceMonthlyBytes() (low, high float64)
 }
@@ -33,47 +33,16 @@ type Profile struct {
 // PerDeviceMonthlyBytes implements TrafficModel.
 func (p Profile) PerDeviceMonthlyBytes() (low, high float64) { return p.Low, p.High }
 
-// The built-in profiles are the calibrated model of
-// shared/reference/client-traffic.md section 6. Its rows total 99.3 MB (default
-// client settings) and 297.9 MB (the "dynamic" settings) per device per month
-// for devices that authenticate with a bearer token and open a fresh TLS
-// connection for each new exchange: that is each profile's high bound. Its
-// sensitivity notes give the low bound: devices with a client certificate send
-// no bearer header (-9.5 MB, -26.2 MB) and resuming 75 % of TLS sessions saves
-// 23.6 MB and 64.3 MB.
-var builtinProfiles = map[string]Profile{
-	"default": {
-		Name: "default", Low: 66.2 * BytesPerMB, High: 99.3 * BytesPerMB,
-		Note: "default client settings: 99.3 MB per device per month with tokens and full TLS handshakes, 66.2 MB with certificates and 75 % TLS resumption",
-	},
-	"dynamic": {
-		Name: "dynamic", Low: 207.4 * BytesPerMB, High: 297.9 * BytesPerMB,
-		Note: "aggressive client settings: 297.9 MB per device per month with tokens and full TLS handshakes, 207.4 MB with certificates and 75 % TLS resumption",
-	},
-}
-
-// BuiltinProfiles lists the built-in profile names.
-func BuiltinProfiles() []string {
-	names := make([]string, 0, len(builtinProfiles))
-	for n := range builtinProfiles {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// LookupProfile returns the built-in profile of that name, or else reads the
-// profile file at that path (see ParseProfile).
-func LookupProfile(nameOrPath string) (Profile, error) {
-	if p, ok := builtinProfiles[nameOrPath]; ok {
-		return p, nil
-	}
-	data, err := os.ReadFile(nameOrPath)
+// LookupProfile reads the profile file at path (see ParseProfile). The
+// built-in profiles (default, dynamic) are the load tester's
+// (loadtest/profile), which implement TrafficModel; `cmg cost` looks there
+// first.
+func LookupProfile(path string) (Profile, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return Profile{}, fmt.Errorf("profile %q is neither %s nor a readable file: %w",
-			nameOrPath, strings.Join(BuiltinProfiles(), ", "), err)
+		return Profile{}, fmt.Errorf("profile %q is not a readable file: %w", path, err)
 	}
-	return ParseProfile(nameOrPath, data)
+	return ParseProfile(path, data)
 }
 
 // ParseProfile decodes a profile file (strict YAML; name is the file name for
