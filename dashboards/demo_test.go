@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,8 +26,12 @@ import (
 	"github.com/cmg-gateway/cmg/appliance/connector"
 	"github.com/cmg-gateway/cmg/appliance/gateway"
 	"github.com/cmg-gateway/cmg/demo"
+	"github.com/cmg-gateway/cmg/loadtest/identity"
+	"github.com/cmg-gateway/cmg/loadtest/profile"
 	"github.com/cmg-gateway/cmg/loadtest/roles"
+	ltrun "github.com/cmg-gateway/cmg/loadtest/run"
 	"github.com/cmg-gateway/cmg/metrics"
+	"github.com/cmg-gateway/cmg/pki"
 )
 
 // This file runs the demo in this process (two gateway instances, two
@@ -387,6 +392,30 @@ func (b *builtinTraffic) Run(ctx context.Context, m *demo.Manifest) error {
 	}
 }
 
+// loadTesterTraffic runs `cmg loadtest`'s engine against the demo: devices with
+// their own certificates from the demo's device CA, the default profile with
+// cmg's connection habits, a simulated month in ten minutes, until ctx ends.
+func loadTesterTraffic(ctx context.Context, m *demo.Manifest) error {
+	src, err := identity.NewIssuer(filepath.Join(m.PKIDir, pki.DeviceCACert), filepath.Join(m.PKIDir, pki.DeviceCAKey), "dash-device", identity.ECDSA)
+	if err != nil {
+		return err
+	}
+	p, _ := profile.Builtin("default")
+	cfg := ltrun.DefaultConfig()
+	for _, g := range m.Gateways {
+		cfg.Targets = append(cfg.Targets, g.ClientURL)
+		cfg.GatewayAdmin = append(cfg.GatewayAdmin, g.AdminURL)
+	}
+	cfg.RootCAs = []string{m.CAFile}
+	cfg.SiteURL = "http://" + m.Roles.Listen
+	cfg.MPRoleID, cfg.SUPRoleID = demo.MPRoleID, demo.SUPRoleID
+	cfg.Profile, cfg.Habits, cfg.Identity = p, profile.CMG, src
+	cfg.Devices, cfg.Duration = 8, 30*24*time.Hour
+	cfg.TimeScale = float64(cfg.Duration / (10 * time.Minute))
+	_, err = ltrun.Run(ctx, cfg)
+	return err
+}
+
 // deviceClient is an HTTP client with (or without) the demo device certificate.
 func deviceClient(m *demo.Manifest, withCert bool) (*http.Client, error) {
 	pem, err := os.ReadFile(m.CAFile)
@@ -421,12 +450,23 @@ func TestAgainstDemo(t *testing.T) {
 	// Prometheus first, so it sees the events below happen.
 	prom := startPrometheus(t, promBin, gwURLs, connURLs)
 
+	// The load tester drives the demo with a month of the default profile's
+	// device traffic compressed into minutes; the built-in client adds the
+	// errors a real service sees (and counts what got an answer).
 	var traffic trafficSource = &builtinTraffic{}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); _ = traffic.Run(ctx, e.m) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	var ltErr error
+	go func() { defer wg.Done(); ltErr = loadTesterTraffic(ctx, e.m) }()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if ltErr != nil && !errors.Is(ltErr, context.Canceled) {
+			t.Errorf("the load tester stopped: %v", ltErr)
+		}
+	})
 	waitUntil(t, "traffic through the demo", 30*time.Second, func() bool { return traffic.Sent() >= 50 })
 
 	e.restartGateway(1)
