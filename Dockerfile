@@ -12,12 +12,12 @@
 # VERSION, COMMIT and Go (scripts/test-packaging checks it).
 #
 # The base images are build arguments, so that a build needs no registry:
-#   GO_IMAGE       any image with Go 1.26.8 on PATH, a POSIX shell and CA
+#   GO_IMAGE       any image with Go 1.27.3 on PATH, a POSIX shell and CA
 #                  certificates (default the official golang image)
 #   RUNTIME_IMAGE  the final base (default scratch; gcr.io/distroless/static works too)
 # scripts/test-packaging builds a local GO_IMAGE (busybox + this machine's Go).
 
-ARG GO_IMAGE=golang:1.26.8-bookworm
+ARG GO_IMAGE=golang:1.27.3-bookworm
 ARG RUNTIME_IMAGE=scratch
 
 FROM ${GO_IMAGE} AS build

@@ -2,6 +2,8 @@ module github.com/cmg-gateway/cmg
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require (
 	github.com/axiomhq/hyperloglog v0.3.0
 	github.com/caddyserver/certmagic v0.25.6
