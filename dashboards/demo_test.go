@@ -32,6 +32,7 @@ import (
 	ltrun "github.com/cmg-gateway/cmg/loadtest/run"
 	"github.com/cmg-gateway/cmg/metrics"
 	"github.com/cmg-gateway/cmg/pki"
+	"github.com/cmg-gateway/cmg/tunnel"
 )
 
 // This file runs the demo in this process (two gateway instances, two
@@ -129,6 +130,13 @@ func startDemo(t *testing.T) *demoEnv {
 	for j := range m.Connectors {
 		cfg := demo.ConnectorConfig(m, j)
 		cfg.Health.Interval = 500 * time.Millisecond
+		if j == len(m.Connectors)-1 {
+			// The last connector rides the HTTPS rung only, as one behind a
+			// firewall that blocks the TCP-TLS port would: the fallback-transport
+			// panels then have data on every run, not only when a busy machine
+			// made a TCP-TLS dial time out.
+			cfg.Gateway.Transports = []string{tunnel.TransportHTTPS}
+		}
 		c, err := connector.New(cfg, connector.Options{Logger: e.log.With("part", "connector-"+cfg.Name), Registry: metrics.NewRegistry("connector")})
 		if err != nil {
 			t.Fatal(err)
