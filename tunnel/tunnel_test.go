@@ -36,7 +36,7 @@ type testPKI struct {
 	roots *x509.CertPool
 }
 
-func newTestPKI(t *testing.T, connectors ...string) *testPKI {
+func newTestPKI(t testing.TB, connectors ...string) *testPKI {
 	t.Helper()
 	d := pki.Dir(t.TempDir())
 	now := time.Now()
@@ -56,7 +56,7 @@ func newTestPKI(t *testing.T, connectors ...string) *testPKI {
 	return p
 }
 
-func mustRead(t *testing.T, path string) []byte {
+func mustRead(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -65,7 +65,7 @@ func mustRead(t *testing.T, path string) []byte {
 	return b
 }
 
-func (p *testPKI) serverTLS(t *testing.T) *tls.Config {
+func (p *testPKI) serverTLS(t testing.TB) *tls.Config {
 	cert, err := tls.LoadX509KeyPair(p.dir.Path(pki.GatewayCert), p.dir.Path(pki.GatewayKey))
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func (p *testPKI) serverTLS(t *testing.T) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: cas, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
 }
 
-func (p *testPKI) clientTLS(t *testing.T, name string) *tls.Config {
+func (p *testPKI) clientTLS(t testing.TB, name string) *tls.Config {
 	cert, err := tls.LoadX509KeyPair(p.dir.Path(pki.ConnectorCert(name)), p.dir.Path(pki.ConnectorKey(name)))
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ type gatewaySide struct {
 	done   chan struct{}
 }
 
-func startServer(t *testing.T, p *testPKI) *gatewaySide {
+func startServer(t testing.TB, p *testPKI) *gatewaySide {
 	t.Helper()
 	srv, err := NewServer(ServerConfig{Instance: 0, Instances: 1, TLS: p.serverTLS(t), Allow: staticAllow{},
 		PingInterval: 50 * time.Millisecond, PingTimeout: 5 * time.Second})
@@ -140,7 +140,7 @@ type connectorSide struct {
 	done   chan struct{}
 }
 
-func startClient(t *testing.T, p *testPKI, name string, port int, routes []Route) *connectorSide {
+func startClient(t testing.TB, p *testPKI, name string, port int, routes []Route) *connectorSide {
 	t.Helper()
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -168,7 +168,7 @@ var mpRoute = Route{RoleID: mpID, Kind: ManagementPoint, Auth: []string{AuthMutu
 
 // eventually polls cond until it holds or the deadline passes. The tunnel has no
 // event to wait on from outside, so the tests poll its state.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
