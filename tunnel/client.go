@@ -305,8 +305,10 @@ func (c *Client) handshake(conn *tls.Conn, in *instance, transport string) (*cli
 		c.log.Warn("tunnel: gateway refused a route", "instance", in.idx, "role_id", r.RoleID, "kind", r.Kind, "reason", r.Reason)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	mux, err := yamux.Server(conn, c.ymux)
+	bc := newBatchConn(conn)
+	mux, err := yamux.Server(bc, c.ymux)
 	if err != nil {
+		bc.Close()
 		return nil, err
 	}
 	actx, cancel := context.WithTimeout(context.Background(), c.cfg.HandshakeTimeout)

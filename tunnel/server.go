@@ -288,8 +288,10 @@ func (s *Server) admit(conn *tls.Conn, transport string) (*Session, error) {
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Time{})
-	mux, err := yamux.Client(conn, s.ymux)
+	bc := newBatchConn(conn)
+	mux, err := yamux.Client(bc, s.ymux)
 	if err != nil {
+		bc.Close()
 		return nil, err
 	}
 	ctrl, err := mux.OpenStream()

@@ -1,0 +1,130 @@
+package tunnel
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"net"
+	"testing"
+	"time"
+)
+
+// tcpPair is a connected pair of loopback TCP connections.
+func tcpPair(t *testing.T) (a, b net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	a, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = <-accepted
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func TestBatchConnKeepsOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes int
+		max    int
+	}{
+		{"small frames", 5000, 64},
+		{"mixed", 800, 40 << 10},
+		{"large", 50, 300 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := tcpPair(t)
+			bc := newBatchConn(a)
+			defer bc.Close()
+			rng := rand.New(rand.NewPCG(1, uint64(tc.max)))
+			var want bytes.Buffer
+			got := make(chan []byte, 1)
+			go func() {
+				data, _ := io.ReadAll(b)
+				got <- data
+			}()
+			buf := make([]byte, tc.max)
+			for i := range tc.writes {
+				p := buf[:1+rng.IntN(tc.max)]
+				for j := range p {
+					p[j] = byte(i + j)
+				}
+				want.Write(p)
+				if n, err := bc.Write(p); n != len(p) || err != nil {
+					t.Fatalf("write %d: got %d, %v; want %d, nil", i, n, err, len(p))
+				}
+				for j := range p {
+					p[j] = 0xee // the caller may reuse its buffer at once
+				}
+			}
+			// Let the flusher finish, then close the writing side.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				bc.mu.Lock()
+				idle := !bc.flushing && len(bc.buf) == 0
+				bc.mu.Unlock()
+				if idle || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			bc.Close()
+			data := <-got
+			if !bytes.Equal(data, want.Bytes()) {
+				t.Fatalf("got %d bytes, want %d (same bytes in order)", len(data), want.Len())
+			}
+		})
+	}
+}
+
+func TestBatchConnReportsWriteErrors(t *testing.T) {
+	a, b := tcpPair(t)
+	bc := newBatchConn(a)
+	defer bc.Close()
+	b.Close()
+	p := make([]byte, 1000)
+	var err error
+	for i := 0; i < 100000 && err == nil; i++ {
+		_, err = bc.Write(p)
+	}
+	if err == nil {
+		t.Fatal("writes to a closed peer kept succeeding")
+	}
+	if _, err2 := bc.Write(p); err2 == nil {
+		t.Errorf("a write after an error succeeded")
+	}
+}
+
+func TestBatchConnCloseReleasesABlockedWriter(t *testing.T) {
+	a, _ := tcpPair(t) // the peer never reads: the socket buffers fill up
+	bc := newBatchConn(a)
+	errc := make(chan error, 1)
+	go func() {
+		p := make([]byte, 4096)
+		for {
+			if _, err := bc.Write(p); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // let the writer fill the queue (it ends either way)
+	bc.Close()
+	select {
+	case <-errc:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not release the blocked writer")
+	}
+}
