@@ -373,9 +373,13 @@ func (c *Client) serve(ctx context.Context, in *instance, cs *clientSession) *cl
 	go c.pingLoop(cs)
 	stop := context.AfterFunc(ctx, func() { cs.mux.Close() })
 	served := make(chan struct{})
+	var ln net.Listener = sessionListener{cs.mux}
+	if sh, ok := c.handler.(StreamHandler); ok {
+		ln = newStreamDispatcher(cs.mux, sh, cs.inst)
+	}
 	go func() {
 		defer close(served)
-		_ = cs.srv.Serve(sessionListener{cs.mux})
+		_ = cs.srv.Serve(ln)
 	}()
 	var next *clientSession
 	if cs.rung > 0 {

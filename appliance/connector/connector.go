@@ -131,7 +131,7 @@ func New(cfg Config, opts Options) (*Connector, error) {
 		Logger:         c.log,
 		Metrics:        cm,
 		Now:            c.now,
-	}, c.notif.streams(http.HandlerFunc(c.serveStream)))
+	}, &streamHandler{c: c, next: c.notif.streams(http.HandlerFunc(c.serveStream))})
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}

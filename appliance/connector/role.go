@@ -29,6 +29,9 @@ type role struct {
 	base    *url.URL
 	kindIdx int
 	proxy   *httputil.ReverseProxy
+	// pool and timeout serve the fast path (fastpath.go).
+	pool    *rolePool
+	timeout time.Duration
 	m       *metrics
 	log     *slog.Logger
 
@@ -68,7 +71,8 @@ func newRole(rc RoleConfig, certs *certHolder, m *metrics, bufs bufferPool, log 
 		WriteBufferSize:    32 << 10,
 		ReadBufferSize:     32 << 10,
 	}
-	r := &role{cfg: rc, base: base, kindIdx: kindIndex(rc.Kind), m: m, log: log, healthy: true}
+	r := &role{cfg: rc, base: base, kindIdx: kindIndex(rc.Kind), m: m, log: log, healthy: true, timeout: timeout}
+	r.pool = newFastPool(base, tlsCfg)
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:        r.rewrite,
 		Transport:      transport,
@@ -178,8 +182,11 @@ func (c *Connector) serveStream(w http.ResponseWriter, req *http.Request) {
 
 // route finds the role a stream's path is for, checking the prefix is one the
 // role accepts.
-func (c *Connector) route(req *http.Request) *role {
-	p := strings.TrimPrefix(req.URL.Path, "/")
+func (c *Connector) route(req *http.Request) *role { return c.routePath(req.URL.Path) }
+
+// routePath is route for a path.
+func (c *Connector) routePath(path string) *role {
+	p := strings.TrimPrefix(path, "/")
 	prefix, after, _ := strings.Cut(p, "/")
 	roleID, _, _ := strings.Cut(after, "/")
 	r := c.roles[roleID]
