@@ -165,7 +165,8 @@ func (w *discardWriter) Write(b []byte) (int, error) {
 
 // BenchmarkForward is one device request through the gateway's handler, a
 // tunnel stream, the connector and the simulated role, without the device's
-// TLS (the handler is called directly): a 4 KiB GET and a 64 KiB CCM_POST.
+// TLS (the handler is called directly): a 4 KiB GET, a 64 KiB CCM_POST and a
+// 64 MiB download.
 func BenchmarkForward(b *testing.B) {
 	c := startChain(b)
 	mp := "/CCM_Proxy_MutualAuth/" + c.manif.RoleIDs[string(tunnel.ManagementPoint)]
@@ -179,6 +180,7 @@ func BenchmarkForward(b *testing.B) {
 	}{
 		{"get4k", "GET", mp + "/cmg-blob?size=4096", nil, 4096},
 		{"upload64k", "CCM_POST", mp + "/cmg-sink", upload, 0},
+		{"download64m", "GET", mp + "/cmg-blob?size=67108864", nil, 64 << 20},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			w := &discardWriter{h: http.Header{}}
