@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/hashicorp/yamux"
 )
@@ -62,12 +63,14 @@ type streamDispatcher struct {
 	h       StreamHandler
 	inst    int
 	handoff chan net.Conn
+	work    chan net.Conn // to idle workers
+	idle    atomic.Int32
 	done    chan struct{} // closed when the session accepts no more streams
 	err     error
 }
 
 func newStreamDispatcher(mux *yamux.Session, h StreamHandler, inst int) *streamDispatcher {
-	d := &streamDispatcher{mux: mux, h: h, inst: inst, handoff: make(chan net.Conn), done: make(chan struct{})}
+	d := &streamDispatcher{mux: mux, h: h, inst: inst, handoff: make(chan net.Conn), work: make(chan net.Conn), done: make(chan struct{})}
 	go d.acceptLoop()
 	return d
 }
@@ -80,7 +83,34 @@ func (d *streamDispatcher) acceptLoop() {
 			d.err = err
 			return
 		}
-		go d.serve(st)
+		select {
+		case d.work <- st: // an idle worker takes it
+		default:
+			go d.worker(st)
+		}
+	}
+}
+
+// streamWorkers is how many idle workers a session keeps: a stream is served
+// by a goroutine whose stack has already grown, instead of a new one.
+const streamWorkers = 64
+
+// worker serves st, then waits for more streams while fewer than
+// streamWorkers others wait.
+func (d *streamDispatcher) worker(st net.Conn) {
+	for {
+		d.serve(st)
+		if d.idle.Add(1) > streamWorkers {
+			d.idle.Add(-1)
+			return
+		}
+		select {
+		case st = <-d.work:
+			d.idle.Add(-1)
+		case <-d.done:
+			d.idle.Add(-1)
+			return
+		}
 	}
 }
 

@@ -148,6 +148,10 @@ func headerNotSampled(lines []byte) bool {
 	return tracing.NotSampled(http.Header{tracing.HeaderTraceparent: tp})
 }
 
+// watchBodiesOver is the response size from which the fast path watches the
+// stream for the gateway's close while it relays the body.
+const watchBodiesOver = 256 << 10
+
 // exchange states, settled by one CompareAndSwap between the fast path and
 // its watcher of the stream.
 const (
@@ -192,16 +196,19 @@ func (r *role) serveFast(st net.Conn, req *http.Request) int {
 	}
 	r.m.backendDuration[r.kindIdx].Observe(time.Since(start).Seconds())
 
-	// The gateway closes the stream when its device goes away: stop the role
-	// then, as net/http's server cancels the reverse proxy's request.
+	// The gateway closes the stream when its device goes away: a long body
+	// stops then, as net/http's server cancels the reverse proxy's request.
+	// A short one (most answers) is done before a watcher would start.
 	var state atomic.Int32
-	go func() {
-		var one [1]byte
-		_, _ = st.Read(one[:])
-		if state.CompareAndSwap(exRunning, exAborted) {
-			rc.Close()
-		}
-	}()
+	if resp.ContentLength < 0 || resp.ContentLength > watchBodiesOver {
+		go func() {
+			var one [1]byte
+			_, _ = st.Read(one[:])
+			if state.CompareAndSwap(exRunning, exAborted) {
+				rc.Close()
+			}
+		}()
+	}
 	ok := writeFastResponse(st, req, resp, rc.br)
 	resp.Body.Close()
 	if state.CompareAndSwap(exRunning, exFinished) && ok && !resp.Close {

@@ -153,13 +153,28 @@ func checkPath(r *http.Request) *httperror.Error {
 		strings.Contains(p, "/./") || strings.HasSuffix(p, "/.") || strings.ContainsRune(p, '\\') ||
 		strings.ContainsAny(p, "\x00\r\n") || ambiguousPath(p)
 	if !bad {
-		lower := strings.ToLower(raw)
-		bad = strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(lower, "%25") || strings.Contains(lower, "%00")
+		bad = hasAmbiguousEscape(raw)
 	}
 	if bad {
 		return httperror.New(httperror.BadRequest, "the path is ambiguous")
 	}
 	return nil
+}
+
+// hasAmbiguousEscape reports an escaped slash, backslash, percent sign or NUL
+// (%2f %5c %25 %00, any case) in a raw path, without lower-casing a copy.
+func hasAmbiguousEscape(raw string) bool {
+	for {
+		i := strings.IndexByte(raw, '%')
+		if i < 0 || i+2 >= len(raw) {
+			return false
+		}
+		switch raw[i+1:i+3] {
+		case "2f", "2F", "5c", "5C", "25", "00":
+			return true
+		}
+		raw = raw[i+1:]
+	}
 }
 
 func authValue(m auth.Mode) string {
@@ -227,7 +242,8 @@ func (g *Gateway) record(x *exchange) {
 	if !g.log.Enabled(x.r.Context(), slog.LevelInfo) {
 		return
 	}
-	attrs := []slog.Attr{
+	var buf [17]slog.Attr // every attribute below: one allocation, or none
+	attrs := append(buf[:0],
 		slog.String("request_id", x.id),
 		slog.String("method", x.r.Method),
 		slog.Int("status", code),
@@ -236,7 +252,7 @@ func (g *Gateway) record(x *exchange) {
 		slog.Int64("bytes_out", x.w.bodyBytes),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("remote", x.r.RemoteAddr),
-	}
+	)
 	if a, ok := traceAttr(x); ok {
 		attrs = append(attrs, a)
 	}

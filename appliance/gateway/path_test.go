@@ -110,3 +110,17 @@ func TestWriteRequestHeader(t *testing.T) {
 		t.Errorf("device id header sent %d times: %v", len(vs), vs)
 	}
 }
+
+// FuzzHasAmbiguousEscape checks the escape scan against its plain definition.
+func FuzzHasAmbiguousEscape(f *testing.F) {
+	for _, s := range []string{"/a/%2F/b", "/a%2f", "%5C", "/%25x", "/x%00", "/%2", "%", "/CCM_Proxy_MutualAuth/1/a%20b", "%%2f"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		lower := strings.ToLower(raw)
+		want := strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(lower, "%25") || strings.Contains(lower, "%00")
+		if got := hasAmbiguousEscape(raw); got != want {
+			t.Errorf("hasAmbiguousEscape(%q) = %v, want %v", raw, got, want)
+		}
+	})
+}
