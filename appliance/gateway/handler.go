@@ -169,7 +169,7 @@ func hasAmbiguousEscape(raw string) bool {
 		if i < 0 || i+2 >= len(raw) {
 			return false
 		}
-		switch raw[i+1:i+3] {
+		switch raw[i+1 : i+3] {
 		case "2f", "2F", "5c", "5C", "25", "00":
 			return true
 		}
