@@ -40,6 +40,11 @@ type roleConn struct {
 
 const roleBufferSize = 32 << 10
 
+// trustIdle is how long a connection may idle and be taken without the
+// liveness peek (a syscall): a role closes idle connections after seconds,
+// not within this, and a bodiless request on one it closed is sent again.
+const trustIdle = 500 * time.Millisecond
+
 // newFastPool is the pool of a role at base (http or https).
 func newFastPool(base *url.URL, tlsCfg *tls.Config) *rolePool {
 	host, port := base.Hostname(), base.Port()
@@ -79,7 +84,7 @@ func (p *rolePool) get(ctx context.Context) (*roleConn, error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(c.idleAt) < p.idleFor && c.alive() {
+		if idle := now.Sub(c.idleAt); idle < p.idleFor && (idle < trustIdle || c.alive()) {
 			c.reused = true
 			return c, nil
 		}
