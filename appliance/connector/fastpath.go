@@ -68,14 +68,17 @@ func (h *streamHandler) ServeStream(st net.Conn, _ int) net.Conn {
 		_ = st.SetReadDeadline(time.Time{})
 		return tunnel.NewPrefixConn(st, tunnel.Unread(br))
 	}
-	req, err := http.ReadRequest(br)
-	_ = st.SetReadDeadline(time.Time{})
-	if err != nil {
-		_, _ = io.WriteString(st, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-		st.Close()
-		return nil
+	fr := fastRequests.Get().(*fastRequest)
+	defer fastRequests.Put(fr)
+	if !parseFastRequest(hdr, fr) {
+		_ = st.SetReadDeadline(time.Time{})
+		return tunnel.NewPrefixConn(st, tunnel.Unread(br))
 	}
-	code := r.serveFast(st, req)
+	_, _ = br.Discard(len(hdr))
+	_ = st.SetReadDeadline(time.Time{})
+	fr.body = fr.bodyFrom(br)
+	code := r.serveFast(st, fr)
+	fr.body = nil
 	st.Close()
 	h.c.m.requests.WithLabelValues(string(r.cfg.Kind), codeLabel(code)).Inc()
 	br.Reset(nil)
@@ -162,9 +165,9 @@ const (
 
 // serveFast forwards one request to the role and its answer to the stream,
 // and returns the status for the metrics.
-func (r *role) serveFast(st net.Conn, req *http.Request) int {
-	reqID := req.Header.Get("Cmg-Request-Id")
-	bodyless := req.ContentLength == 0
+func (r *role) serveFast(st net.Conn, fr *fastRequest) int {
+	req, reqID := fr.req, fr.reqID
+	bodyless := fr.length == 0
 	start := time.Now()
 	var (
 		rc   *roleConn
@@ -175,7 +178,7 @@ func (r *role) serveFast(st net.Conn, req *http.Request) int {
 		if rc, err = r.pool.get(context.Background()); err != nil {
 			break
 		}
-		if err = r.writeRequest(rc, req); err == nil {
+		if err = r.writeRequest(rc, fr); err == nil {
 			_ = rc.SetReadDeadline(time.Now().Add(r.timeout))
 			resp, err = readRoleResponse(rc.br, req)
 			_ = rc.SetReadDeadline(time.Time{})
@@ -249,47 +252,40 @@ func readRoleResponse(br *bufio.Reader, req *http.Request) (*http.Response, erro
 }
 
 // writeRequest writes the request for the role: its path rewritten onto the
-// role's URL, the header without hop-by-hop fields, then the body.
-func (r *role) writeRequest(rc *roleConn, req *http.Request) error {
+// role's URL, the header lines without hop-by-hop fields, then the body.
+func (r *role) writeRequest(rc *roleConn, fr *fastRequest) error {
 	bw := rc.bw
-	bw.WriteString(req.Method)
+	bw.WriteString(fr.method)
 	bw.WriteByte(' ')
-	bw.WriteString(r.targetURI(req.URL))
+	bw.WriteString(r.target(fr.path, fr.query))
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(r.base.Host)
 	bw.WriteString("\r\n")
-	conn := req.Header["Connection"]
-	for k, vs := range req.Header {
-		if dropHopHeader(k) || k == "Content-Length" || k == "Forwarded" || listedIn(conn, k) {
-			continue
-		}
-		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
-		}
-	}
+	bw.Write(fr.lines)
 	switch {
-	case req.ContentLength > 0:
+	case fr.length > 0:
 		bw.WriteString("Content-Length: ")
-		bw.WriteString(strconv.FormatInt(req.ContentLength, 10))
+		bw.WriteString(strconv.FormatInt(fr.length, 10))
 		bw.WriteString("\r\n")
-	case req.ContentLength < 0:
+	case fr.length < 0:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
-	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
+	case fr.method == http.MethodPost || fr.method == http.MethodPut || fr.method == http.MethodPatch:
 		bw.WriteString("Content-Length: 0\r\n")
 	}
 	bw.WriteString("\r\n")
 	var err error
-	if req.ContentLength != 0 {
+	if fr.length != 0 {
 		bp := copyBuffers.Get().(*[]byte)
 		defer copyBuffers.Put(bp)
 		// writerOnly hides bufio.Writer's ReadFrom, which would hand the
 		// copy to the socket's, with a buffer of its own each time.
-		body := &bodyReader{r: req.Body}
-		if req.ContentLength > 0 {
-			_, err = io.CopyBuffer(writerOnly{bw}, io.LimitReader(body, req.ContentLength), *bp)
+		body := &bodyReader{r: fr.body}
+		if fr.length > 0 {
+			var n int64
+			n, err = io.CopyBuffer(writerOnly{bw}, body, *bp)
+			if err == nil && n < fr.length && body.err == nil {
+				body.err = io.ErrUnexpectedEOF // the stream ended inside the body
+			}
 		} else {
 			cw := httputil.NewChunkedWriter(bw)
 			if _, err = io.CopyBuffer(writerOnly{cw}, body, *bp); err == nil {
@@ -332,11 +328,12 @@ type bodyError struct{ err error }
 func (e *bodyError) Error() string { return "reading the request body: " + e.err.Error() }
 func (e *bodyError) Unwrap() error { return e.err }
 
-// targetURI is the request target on the role: the role URL's path joined
-// with what follows /<prefix>/<RoleID>/, and the query (as rewrite does).
-func (r *role) targetURI(u *url.URL) string {
+// target is the request target on the role for an escaped path and raw
+// query: the role URL's path joined with what follows /<prefix>/<RoleID>/,
+// and the query (as rewrite does).
+func (r *role) target(escapedPath, rawQuery string) string {
 	base := r.base.EscapedPath()
-	joined := base + "/" + restOfPath(u.EscapedPath())
+	joined := base + "/" + restOfPath(escapedPath)
 	p := joined
 	if _, err := url.PathUnescape(joined); err != nil {
 		p = base
@@ -344,8 +341,8 @@ func (r *role) targetURI(u *url.URL) string {
 	if p == "" {
 		p = "/"
 	}
-	if u.RawQuery != "" {
-		return p + "?" + u.RawQuery
+	if rawQuery != "" {
+		return p + "?" + rawQuery
 	}
 	return p
 }
