@@ -23,7 +23,7 @@ type fastRequest struct {
 	path   string // escaped, as the gateway sent it
 	query  string
 	reqID  string
-	length int64 // -1: chunked
+	length int64  // -1: chunked
 	lines  []byte // header lines for the role, each ending in CRLF
 	req    *http.Request
 	body   io.Reader
