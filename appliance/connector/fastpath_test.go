@@ -3,7 +3,6 @@ package connector
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -45,7 +44,7 @@ func newFastEnv(t *testing.T, roleHandler http.HandlerFunc) *fastEnv {
 	}
 	rc := RoleConfig{ID: "72057594037927939", Kind: tunnel.ManagementPoint, URL: e.role.URL + "/mp",
 		Auth: []string{tunnel.AuthMutual}, Timeout: 2 * time.Second}
-	r, err := newRole(rc, tls.Certificate{}, m, newBufferPool(), slog.New(slog.DiscardHandler))
+	r, err := newRole(rc, &certHolder{}, m, newBufferPool(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

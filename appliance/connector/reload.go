@@ -36,7 +36,11 @@ func (h *certHolder) reload() error {
 
 // clientCert is a tls.Config GetClientCertificate.
 func (h *certHolder) clientCert(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	return h.cur.Load(), nil
+	if c := h.cur.Load(); c != nil {
+		return c, nil
+	}
+	// No certificate loaded: present none (crypto/tls wants a non-nil value).
+	return &tls.Certificate{}, nil
 }
 
 // Reload re-reads the connector's certificate (for new dials) and the
