@@ -473,7 +473,6 @@ func (r *role) fastError(st net.Conn, reqID string, err error) int {
 type streamResponse struct {
 	h    http.Header
 	buf  bytes.Buffer
-	body bytes.Buffer
 	code int
 }
 
