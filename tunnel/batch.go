@@ -3,6 +3,7 @@ package tunnel
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // batchConn coalesces the writes yamux makes into few writes of the tunnel's
@@ -21,7 +22,7 @@ import (
 // not copied once more. Queued bytes are bounded by batchMax: beyond it a write
 // waits for the flusher, so a stalled peer stalls yamux's send loop as it did
 // before (and its write timeouts and keepalives notice). The first write error
-// is returned by every later write.
+// is returned by every later write. Close writes what is queued first.
 type batchConn struct {
 	net.Conn
 
@@ -148,12 +149,36 @@ func (b *batchConn) flushLoop() {
 	}
 }
 
-// Close stops the flusher and closes the connection; queued bytes are dropped,
-// as yamux drops what it has not sent when its session closes.
+// closeFlushTimeout bounds how long Close spends writing the queued bytes: a
+// healthy peer's socket takes them at once, a stalled one must not hold Close.
+const closeFlushTimeout = 2 * time.Second
+
+// Close writes what is queued, stops the flusher and closes the connection.
+// The queued bytes are ones yamux counts as sent (its send loop's write
+// returned): a stream's last data and its FIN, when a draining peer closes its
+// session once its streams are done. Dropping them would cut those responses
+// short. A write in progress is waited for; both are bounded by
+// closeFlushTimeout through the connection's write deadline.
 func (b *batchConn) Close() error {
 	b.closeOnce.Do(func() {
-		close(b.quit)
+		_ = b.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 		b.mu.Lock()
+		for b.flushing && b.err == nil {
+			b.cond.Wait()
+		}
+		if b.err == nil && len(b.buf) > 0 {
+			out := b.buf
+			b.buf = nil
+			b.flushing = true // the flusher and direct writes keep off
+			b.mu.Unlock()
+			_, err := b.Conn.Write(out)
+			b.mu.Lock()
+			b.flushing = false
+			if err != nil && b.err == nil {
+				b.err = err
+			}
+		}
+		close(b.quit)
 		if b.err == nil {
 			b.err = net.ErrClosed
 		}

@@ -128,3 +128,39 @@ func TestBatchConnCloseReleasesABlockedWriter(t *testing.T) {
 		t.Fatal("Close did not release the blocked writer")
 	}
 }
+
+// TestBatchConnCloseSendsQueuedBytes: what yamux handed over before Close (a
+// draining connector's last response bytes and FINs) reaches the peer, even
+// when a write was in progress as Close began.
+func TestBatchConnCloseSendsQueuedBytes(t *testing.T) {
+	a, b := tcpPair(t)
+	bc := newBatchConn(a)
+	// A write in progress: later writes queue and the flusher keeps off.
+	bc.mu.Lock()
+	bc.flushing = true
+	bc.mu.Unlock()
+	var want []byte
+	for i := 0; i < 100; i++ {
+		p := bytes.Repeat([]byte{byte(i)}, 100)
+		if _, err := bc.Write(p); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		want = append(want, p...)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- bc.Close() }()
+	bc.done(nil, nil) // the write in progress ends
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	got, err := io.ReadAll(b)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("the peer got %d bytes, want the %d queued before Close", len(got), len(want))
+	}
+	if _, err := bc.Write([]byte("late")); err == nil {
+		t.Errorf("a write after Close succeeded")
+	}
+}
