@@ -49,6 +49,7 @@ type CertVerifier struct {
 	intermediates *x509.CertPool
 	san           string
 	now           func() time.Time
+	cache         *chainCache // nil: verify every chain
 }
 
 // NewCertVerifier loads the configured roots and intermediates. It returns nil and
@@ -71,7 +72,8 @@ func NewCertVerifier(cfg CertConfig, now func() time.Time) (*CertVerifier, error
 	if now == nil {
 		now = time.Now
 	}
-	return &CertVerifier{roots: roots, intermediates: inter, san: cfg.IdentitySAN, now: now}, nil
+	return &CertVerifier{roots: roots, intermediates: inter, san: cfg.IdentitySAN, now: now,
+		cache: newChainCache(DefaultChainCacheSize)}, nil
 }
 
 // Roots is the pool of trusted roots (for the TLS config's hints to clients).
@@ -84,18 +86,14 @@ func (v *CertVerifier) Verify(presented []*x509.Certificate) (*Identity, error) 
 		return nil, httperror.New(httperror.ClientCertificateRequired, "a client certificate is required")
 	}
 	leaf := presented[0]
-	inter := v.intermediates.Clone()
-	for _, c := range presented[1:] {
-		inter.AddCert(c)
-	}
-	chains, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         v.roots,
-		Intermediates: inter,
-		CurrentTime:   v.now(),
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
-	if err != nil {
-		return nil, httperror.Wrap(httperror.ClientCertificateRequired, "the client certificate is not valid: "+describeVerifyError(err), err)
+	now := v.now()
+	key := chainKey(presented)
+	chain, cached := v.cache.get(key, leaf, now)
+	if !cached {
+		var err error
+		if chain, err = v.verifyChain(presented, now); err != nil {
+			return nil, err
+		}
 	}
 	if leaf.KeyUsage != 0 && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
 		return nil, httperror.New(httperror.ClientCertificateRequired, "the client certificate's key usage does not allow digital signatures")
@@ -104,14 +102,35 @@ func (v *CertVerifier) Verify(presented []*x509.Certificate) (*Identity, error) 
 	if err != nil {
 		return nil, err
 	}
+	if !cached {
+		v.cache.add(key, chain)
+	}
 	return &Identity{
 		Method:  Certificate,
 		Device:  device,
 		Subject: leaf.Subject.String(),
 		Issuer:  leaf.Issuer.String(),
-		Chain:   chains[0],
+		Chain:   chain,
 		Expires: leaf.NotAfter,
 	}, nil
+}
+
+// verifyChain builds and verifies a chain from the leaf to a root.
+func (v *CertVerifier) verifyChain(presented []*x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
+	inter := v.intermediates.Clone()
+	for _, c := range presented[1:] {
+		inter.AddCert(c)
+	}
+	chains, err := presented[0].Verify(x509.VerifyOptions{
+		Roots:         v.roots,
+		Intermediates: inter,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, httperror.Wrap(httperror.ClientCertificateRequired, "the client certificate is not valid: "+describeVerifyError(err), err)
+	}
+	return chains[0], nil
 }
 
 func (v *CertVerifier) deviceOf(leaf *x509.Certificate) (string, error) {
