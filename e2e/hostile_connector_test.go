@@ -246,6 +246,33 @@ func TestHostileConnectors(t *testing.T) {
 		}
 		served(t)
 	})
+	t.Run("a flood of route updates closes the session", func(t *testing.T) {
+		before := refused("route_flood")
+		h := dialTunnel(t, m, 0, "cp2")
+		routes := []tunnel.Route{mpRoute(demo.MPRoleID, tunnel.ManagementPoint)}
+		if ack := h.hello(&tunnel.Hello{Name: "cp2", Site: demo.Site, Routes: routes}); len(ack.Accepted) != 1 {
+			t.Fatalf("ack %+v, want the MP route accepted", ack)
+		}
+		mux, ctrl := h.session()
+		// Each update rebuilds the routing table; an honest connector sends one
+		// per reload. 10,000 in a burst is far past the limit.
+		for i := 0; i < 10000; i++ {
+			writeControl(ctrl, &tunnel.Message{Type: tunnel.MsgRoutes, Routes: routes})
+			if mux.IsClosed() {
+				break
+			}
+		}
+		select {
+		case <-mux.CloseChan():
+		case <-time.After(10 * time.Second):
+			t.Fatal("the gateway kept the session of a connector flooding route updates")
+		}
+		waitFor(t, "the refusal counted", 5*time.Second, func() bool { return refused("route_flood") > before })
+		if !logHas("tunnel: connector floods route updates") {
+			t.Error("no log line for the route-update flood")
+		}
+		served(t)
+	})
 	t.Run("a connector that stalls its streams is chosen last", func(t *testing.T) {
 		before := refused("stalled_streams")
 		h := dialTunnel(t, m, 0, "cp2")

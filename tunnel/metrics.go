@@ -24,7 +24,7 @@ func NewServerMetrics(reg prometheus.Registerer) (*ServerMetrics, error) {
 			Help: "Tunnel connections, routes and streams the gateway refused, by reason.",
 		}, []string{"reason"}),
 	}
-	for _, r := range []string{"tls", "identity", "hello", "not_allowed", "identity_mismatch", "control", "route", "connector_stream", "upgrade", "stalled_streams"} {
+	for _, r := range []string{"tls", "identity", "hello", "not_allowed", "identity_mismatch", "control", "route", "connector_stream", "upgrade", "stalled_streams", "route_flood"} {
 		m.refusedTotal.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{m.connects, m.refusedTotal} {

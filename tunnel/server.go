@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"golang.org/x/time/rate"
 
 	"github.com/cmg-gateway/cmg/pki"
 )
@@ -309,6 +310,7 @@ func (s *Server) admit(conn *tls.Conn, transport string) (*Session, error) {
 		ConnectedAt:  s.cfg.Now(),
 		CertNotAfter: leaf.NotAfter,
 		Capabilities: hello.Capabilities,
+		routeUpdates: rate.NewLimiter(routeUpdateRate, routeUpdateBurst),
 		mux:          mux,
 		ctrl:         &controlWriter{w: ctrl, timeout: s.cfg.ConnectionWriteTimeout, setDL: ctrl.SetWriteDeadline},
 		log:          s.log,
@@ -380,6 +382,13 @@ func (s *Server) filterRoutes(site, name string, routes []Route) (accepted []Rou
 	return accepted, refused
 }
 
+// Route updates a session may send: routeUpdateBurst at once, then
+// routeUpdateRate a second. Far above what a connector's reloads need.
+const (
+	routeUpdateRate  = rate.Limit(2)
+	routeUpdateBurst = 20
+)
+
 // handleControl acts on one control message from a connector.
 func (s *Server) handleControl(sess *Session, m *Message) {
 	switch m.Type {
@@ -394,6 +403,18 @@ func (s *Server) handleControl(sess *Session, m *Message) {
 			}
 		}
 	case MsgRoutes:
+		if !sess.routeUpdates.AllowN(s.cfg.Now(), 1) {
+			// An honest connector publishes its routes on connect and on a
+			// reload; a stream of them is a connector rebuilding every
+			// instance's routing table on purpose.
+			if s.m != nil {
+				s.m.refusedTotal.WithLabelValues("route_flood").Inc()
+			}
+			s.log.Warn("tunnel: connector floods route updates; closing", "connector", sess.Name, "site", sess.Site,
+				"limit_per_second", float64(routeUpdateRate), "burst", routeUpdateBurst)
+			sess.Close()
+			return
+		}
 		accepted, refused := s.filterRoutes(sess.Site, sess.Name, m.Routes)
 		sess.setRoutes(accepted)
 		s.reg.routesChanged()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"golang.org/x/time/rate"
 )
 
 // Session is one connector's tunnel as the gateway sees it: a yamux session on
@@ -40,6 +41,9 @@ type Session struct {
 	inflight atomic.Int64
 	lastPong atomic.Int64 // unix nanoseconds
 	stall    stallState   // stall.go
+	// routeUpdates bounds the route sets a connector may publish: each one
+	// rebuilds the gateway's routing table (see handleControl).
+	routeUpdates *rate.Limiter
 
 	closeOnce sync.Once
 	done      chan struct{}
