@@ -197,15 +197,9 @@ func NewClient(cfg ClientConfig, handler http.Handler) (*Client, error) {
 	if handler == nil {
 		return nil, errors.New("tunnel client: a handler is required")
 	}
-	y := yamux.DefaultConfig()
-	y.EnableKeepAlive = true
-	y.KeepAliveInterval = cfg.KeepAliveInterval
-	y.ConnectionWriteTimeout = cfg.ConnectionWriteTimeout
-	y.MaxStreamWindowSize = cfg.StreamWindow
-	y.StreamCloseTimeout = time.Minute
-	y.LogOutput = nil
-	y.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
-	if err := yamux.VerifyConfig(y); err != nil {
+	// The client opens no streams: no open timeout.
+	y, err := muxConfig(cfg.KeepAliveInterval, cfg.ConnectionWriteTimeout, 0, cfg.StreamWindow, cfg.Logger)
+	if err != nil {
 		return nil, fmt.Errorf("tunnel client: %w", err)
 	}
 	c := &Client{cfg: cfg, handler: handler, ymux: y, log: cfg.Logger}

@@ -137,16 +137,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	y := yamux.DefaultConfig()
-	y.EnableKeepAlive = true
-	y.KeepAliveInterval = cfg.KeepAliveInterval
-	y.ConnectionWriteTimeout = cfg.ConnectionWriteTimeout
-	y.MaxStreamWindowSize = cfg.StreamWindow
-	y.StreamOpenTimeout = cfg.ConnectionWriteTimeout
-	y.StreamCloseTimeout = time.Minute
-	y.LogOutput = nil
-	y.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
-	if err := yamux.VerifyConfig(y); err != nil {
+	y, err := muxConfig(cfg.KeepAliveInterval, cfg.ConnectionWriteTimeout, cfg.ConnectionWriteTimeout, cfg.StreamWindow, cfg.Logger)
+	if err != nil {
 		return nil, fmt.Errorf("tunnel server: %w", err)
 	}
 	return &Server{
