@@ -197,7 +197,7 @@ func IssueClient(dir Dir, name string, now time.Time) error {
 // Revoke adds the serial of the certificate in certFile to the device CRL and
 // re-signs it with the next CRL number.
 func Revoke(dir Dir, certFile string, now time.Time) error {
-	certs, err := readCerts(certFile)
+	certs, err := ReadCertificates(certFile)
 	if err != nil {
 		return err
 	}
@@ -329,7 +329,7 @@ func writeKey(path string, key crypto.Signer) error {
 }
 
 func loadPair(dir Dir, certName, keyName string) (*x509.Certificate, crypto.Signer, error) {
-	certs, err := readCerts(dir.Path(certName))
+	certs, err := ReadCertificates(dir.Path(certName))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -352,7 +352,10 @@ func loadPair(dir Dir, certName, keyName string) (*x509.Certificate, crypto.Sign
 	return certs[0], signer, nil
 }
 
-func readCerts(file string) ([]*x509.Certificate, error) {
+// ReadCertificates reads every CERTIFICATE block of a PEM file (other blocks are
+// skipped): the one reader of certificate files for the gateway, the connector
+// and the load tester.
+func ReadCertificates(file string) ([]*x509.Certificate, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
@@ -374,7 +377,7 @@ func readCerts(file string) ([]*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("pki: %s: no certificate", file)
+		return nil, fmt.Errorf("pki: %s: no PEM certificate found", file)
 	}
 	return certs, nil
 }

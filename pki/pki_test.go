@@ -23,10 +23,10 @@ func TestInitIssueRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()
-	root, _ := readCerts(d.Path(RootCert))
+	root, _ := ReadCertificates(d.Path(RootCert))
 	roots.AddCert(root[0])
 
-	client, err := readCerts(d.Path(ClientCert("dev-1")))
+	client, err := ReadCertificates(d.Path(ClientCert("dev-1")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,14 +40,14 @@ func TestInitIssueRevoke(t *testing.T) {
 	if got := client[0].CRLDistributionPoints; len(got) != 1 || got[0] != "http://crl.example/device.crl" {
 		t.Errorf("CRL distribution points %v", got)
 	}
-	server, _ := readCerts(d.Path(GatewayCert))
+	server, _ := ReadCertificates(d.Path(GatewayCert))
 	if err := server[0].VerifyHostname("cmg.example.com"); err != nil {
 		t.Errorf("server certificate: %v", err)
 	}
 	if err := server[0].VerifyHostname("127.0.0.1"); err != nil {
 		t.Errorf("server certificate: %v", err)
 	}
-	conn, _ := readCerts(d.Path(ConnectorCert("cp1")))
+	conn, _ := ReadCertificates(d.Path(ConnectorCert("cp1")))
 	if site, name, ok := ParseConnectorURI(conn[0].URIs[0]); !ok || site != "site1" || name != "cp1" {
 		t.Errorf("connector identity %v -> %s/%s %v", conn[0].URIs, site, name, ok)
 	}
@@ -68,7 +68,7 @@ func TestInitIssueRevoke(t *testing.T) {
 	if len(crl.RevokedCertificateEntries) != 1 || crl.RevokedCertificateEntries[0].SerialNumber.Cmp(client[0].SerialNumber) != 0 {
 		t.Errorf("CRL entries %v, want the client's serial", crl.RevokedCertificateEntries)
 	}
-	ca, _ := readCerts(d.Path(DeviceCACert))
+	ca, _ := ReadCertificates(d.Path(DeviceCACert))
 	if err := crl.CheckSignatureFrom(ca[0]); err != nil {
 		t.Errorf("CRL signature: %v", err)
 	}

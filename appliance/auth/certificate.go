@@ -2,15 +2,14 @@ package auth
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/cmg-gateway/cmg/appliance/httperror"
 	"github.com/cmg-gateway/cmg/configfile"
+	"github.com/cmg-gateway/cmg/pki"
 )
 
 // CertConfig says which client certificates identify devices.
@@ -179,7 +178,7 @@ func describeVerifyError(err error) string {
 func LoadPool(files []string) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	for _, f := range files {
-		certs, err := LoadCertificates(f)
+		certs, err := pki.ReadCertificates(f)
 		if err != nil {
 			return nil, err
 		}
@@ -188,32 +187,4 @@ func LoadPool(files []string) (*x509.CertPool, error) {
 		}
 	}
 	return pool, nil
-}
-
-// LoadCertificates reads every certificate of a PEM file.
-func LoadCertificates(file string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	var certs []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate found", file)
-	}
-	return certs, nil
 }

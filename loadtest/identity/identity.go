@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cmg-gateway/cmg/pki"
 	"github.com/cmg-gateway/cmg/sitetoken"
 )
 
@@ -77,7 +78,7 @@ type Issuer struct {
 // NewIssuer loads the CA (PEM certificate, PKCS#8 or EC/PKCS#1 key) that signs
 // device certificates; the demo PKI's is pki/device-ca.pem and device-ca-key.pem.
 func NewIssuer(caCertFile, caKeyFile, prefix string, keyType KeyType) (*Issuer, error) {
-	certs, err := readCerts(caCertFile)
+	certs, err := pki.ReadCertificates(caCertFile)
 	if err != nil {
 		return nil, err
 	}
@@ -228,33 +229,6 @@ func (s *SiteTokens) Identity(i int) (Identity, error) {
 func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	return n
-}
-
-func readCerts(file string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
-	}
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("identity: %s: %w", file, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("identity: %s: no certificate", file)
-	}
-	return out, nil
 }
 
 func readKey(file string) (crypto.Signer, error) {
