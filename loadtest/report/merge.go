@@ -95,25 +95,9 @@ func Merge(reps []*Report) (*Report, error) {
 		}
 	}
 	e := &m.Egress
-	perDevMonth := func(b float64) float64 {
-		if m.Devices == 0 || e.MonthFraction == 0 {
-			return 0
-		}
-		return b / float64(m.Devices) / e.MonthFraction
-	}
-	e.MonthlyDevice = perDevMonth(float64(e.DeviceLeg))
+	e.MonthlyDevice = perDeviceMonth(float64(e.DeviceLeg), m.Devices, e.MonthFraction)
 	if e.SiteLeg != nil {
-		ms := perDevMonth(float64(*e.SiteLeg))
-		total := e.MonthlyDevice + ms
-		e.MonthlySite, e.MonthlyTotal = &ms, &total
-		if e.ModelTotal > 0 {
-			v := total/e.ModelTotal - 1
-			e.VsModel = &v
-		}
-		if e.Reference > 0 {
-			v := total/e.Reference - 1
-			e.VsReference = &v
-		}
+		e.setSiteLeg(perDeviceMonth(float64(*e.SiteLeg), m.Devices, e.MonthFraction))
 	}
 	if m.Gateway != nil {
 		g := compareGateway(m.Gateway.Before, m.Gateway.After, e)

@@ -106,6 +106,29 @@ type Egress struct {
 	VsReference *float64 `json:"vs_reference,omitempty"`
 }
 
+// perDeviceMonth scales bytes moved in the run to bytes per device per month.
+func perDeviceMonth(bytes float64, devices int, monthFraction float64) float64 {
+	if devices == 0 || monthFraction == 0 {
+		return 0
+	}
+	return bytes / float64(devices) / monthFraction
+}
+
+// setSiteLeg records the site leg's monthly bytes per device and what follows
+// from it: the total and its distance from the model and the reference.
+func (e *Egress) setSiteLeg(monthlySite float64) {
+	total := e.MonthlyDevice + monthlySite
+	e.MonthlySite, e.MonthlyTotal = &monthlySite, &total
+	if e.ModelTotal > 0 {
+		v := total/e.ModelTotal - 1
+		e.VsModel = &v
+	}
+	if e.Reference > 0 {
+		v := total/e.Reference - 1
+		e.VsReference = &v
+	}
+}
+
 // GatewayComparison sets the gateway's own counters beside the measurements:
 // deltas over the run, summed over the instances scraped.
 type GatewayComparison struct {
@@ -183,12 +206,7 @@ func (r *Recorder) Build(in Inputs) *Report {
 	model := in.Profile.Model(in.Habits)
 	rep.Model = model
 	monthFrac := in.Simulated.Seconds() / profile.Month.Seconds()
-	perDevMonth := func(b float64) float64 {
-		if in.Devices == 0 || monthFrac == 0 {
-			return 0
-		}
-		return b / float64(in.Devices) / monthFrac
-	}
+	perDevMonth := func(b float64) float64 { return perDeviceMonth(b, in.Devices, monthFrac) }
 	for role, t := range r.roles {
 		rep.Roles[role] = t.hist.Summarize(t.errors)
 		h := t.hist
@@ -247,17 +265,7 @@ func (r *Recorder) Build(in Inputs) *Report {
 			}
 		}
 		e.SiteLeg = &site
-		ms := perDevMonth(float64(site))
-		total := e.MonthlyDevice + ms
-		e.MonthlySite, e.MonthlyTotal = &ms, &total
-		if e.ModelTotal > 0 {
-			v := total/e.ModelTotal - 1
-			e.VsModel = &v
-		}
-		if e.Reference > 0 {
-			v := total/e.Reference - 1
-			e.VsReference = &v
-		}
+		e.setSiteLeg(perDevMonth(float64(site)))
 		rep.SiteKinds = map[string]uint64{}
 		for k, n := range in.SiteAfter.Kinds {
 			if d := n - in.SiteBefore.Kinds[k]; d > 0 {
