@@ -48,10 +48,7 @@ func newChainCache(size int) *chainCache {
 	if size <= 0 {
 		return nil
 	}
-	entries, err := lru.New[[sha256.Size]byte, cachedChain](size)
-	if err != nil { // only for size <= 0
-		return nil
-	}
+	entries, _ := lru.New[[sha256.Size]byte, cachedChain](size) // errs only for size <= 0
 	return &chainCache{entries: entries, issuers: make(map[[sha256.Size]byte]*x509.Certificate)}
 }
 

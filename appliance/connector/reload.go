@@ -36,11 +36,7 @@ func (h *certHolder) reload() error {
 
 // clientCert is a tls.Config GetClientCertificate.
 func (h *certHolder) clientCert(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	if c := h.cur.Load(); c != nil {
-		return c, nil
-	}
-	// No certificate loaded: present none (crypto/tls wants a non-nil value).
-	return &tls.Certificate{}, nil
+	return h.cur.Load(), nil
 }
 
 // Reload re-reads the connector's certificate (for new dials) and the
