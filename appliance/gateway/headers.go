@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cmg-gateway/cmg/tracing"
+	"github.com/cmg-gateway/cmg/tunnel"
 )
 
 // The gateway's own headers to the connector. A device's headers of these names
@@ -112,7 +113,7 @@ func copyResponseHeader(dst, src http.Header) {
 	conn := src["Connection"]
 	for k, vs := range src {
 		switch k {
-		case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", tunnel.HeaderStream:
 			continue
 		}
 		if listedIn(conn, k) {
