@@ -306,7 +306,6 @@ func (s *Server) admit(conn *tls.Conn, transport string) (*Session, error) {
 		mux:          mux,
 		ctrl:         &controlWriter{w: ctrl, timeout: s.cfg.ConnectionWriteTimeout, setDL: ctrl.SetWriteDeadline},
 		log:          s.log,
-		now:          s.cfg.Now,
 		done:         make(chan struct{}),
 	}
 	sess.setRoutes(accepted)

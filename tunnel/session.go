@@ -39,18 +39,11 @@ type Session struct {
 	// stream is opened, and every stream opened before it reached the wire first.
 	openMu   sync.RWMutex
 	inflight atomic.Int64
-	opened   atomic.Int64 // fresh streams, for StreamsOpened
 	lastPong atomic.Int64 // unix nanoseconds
 	stall    stallState   // stall.go
 	// routeUpdates bounds the route sets a connector may publish: each one
 	// rebuilds the gateway's routing table (see handleControl).
 	routeUpdates *rate.Limiter
-
-	// kept are idle request streams for the next requests (keep.go),
-	// oldest first.
-	keptMu sync.Mutex
-	kept   []keptStream
-	now    func() time.Time
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -84,10 +77,9 @@ func (s *Session) RTT() time.Duration { return time.Duration(s.rtt.Load()) }
 // Draining reports whether the connector said it is draining.
 func (s *Session) Draining() bool { return s.draining.Load() }
 
-// StreamsOpen is the number of request streams open on the session, not
-// counting the idle ones it keeps.
+// StreamsOpen is the number of request streams open on the session.
 func (s *Session) StreamsOpen() int {
-	n := s.mux.NumStreams() - 1 - s.Kept() // the control stream, kept streams
+	n := s.mux.NumStreams() - 1 // the control stream
 	if n < 0 {
 		return 0
 	}
@@ -107,18 +99,13 @@ var (
 	ErrDraining      = errors.New("tunnel: connector is draining")
 )
 
-// Open returns a stream for one request: a kept one (keep.go) or a fresh
-// one. The caller must call Release when the request is finished, and close
-// the stream or give it back with Keep.
+// Open opens a fresh stream for one request. The caller must call Release when
+// the request is finished, and close the stream.
 func (s *Session) Open() (*yamux.Stream, error) {
 	s.openMu.RLock()
 	defer s.openMu.RUnlock()
 	if s.draining.Load() {
 		return nil, ErrDraining
-	}
-	if st := s.takeKept(); st != nil {
-		s.inflight.Add(1)
-		return st, nil
 	}
 	st, err := s.mux.OpenStream()
 	if err != nil {
@@ -128,13 +115,8 @@ func (s *Session) Open() (*yamux.Stream, error) {
 		return nil, err
 	}
 	s.inflight.Add(1)
-	s.opened.Add(1)
 	return st, nil
 }
-
-// StreamsOpened is the number of fresh streams Open opened (a kept one
-// taken again is not counted).
-func (s *Session) StreamsOpened() int64 { return s.opened.Load() }
 
 // Release marks a request opened with Open as finished.
 func (s *Session) Release() { s.inflight.Add(-1) }
@@ -155,10 +137,7 @@ func (s *Session) setRoutes(r []Route) { s.routes.Store(&r) }
 func (s *Session) markDraining() bool {
 	s.openMu.Lock()
 	defer s.openMu.Unlock()
-	first := !s.draining.Swap(true)
-	// Idle streams would hold the connector's wait for open streams.
-	s.closeKept()
-	return first
+	return !s.draining.Swap(true)
 }
 
 func (s *Session) setHealth(hs []RoleHealth) {
@@ -185,7 +164,6 @@ func (s *Session) pingLoop(interval, timeout time.Duration, now func() time.Time
 		case <-first:
 		case <-t.C:
 		}
-		s.reapKept(now())
 		if now().Sub(time.Unix(0, s.lastPong.Load())) > timeout {
 			s.log.Warn("tunnel: connector stopped answering pings; closing", "connector", s.Name, "site", s.Site)
 			s.Close()

@@ -110,18 +110,8 @@ type gatewaySide struct {
 
 func startServer(t testing.TB, p *testPKI) *gatewaySide {
 	t.Helper()
-	return startServerWith(t, p, nil)
-}
-
-// startServerWith starts a Server whose test configuration mod changes first.
-func startServerWith(t testing.TB, p *testPKI, mod func(*ServerConfig)) *gatewaySide {
-	t.Helper()
-	cfg := ServerConfig{Instance: 0, Instances: 1, TLS: p.serverTLS(t), Allow: staticAllow{},
-		PingInterval: 50 * time.Millisecond, PingTimeout: 5 * time.Second}
-	if mod != nil {
-		mod(&cfg)
-	}
-	srv, err := NewServer(cfg)
+	srv, err := NewServer(ServerConfig{Instance: 0, Instances: 1, TLS: p.serverTLS(t), Allow: staticAllow{},
+		PingInterval: 50 * time.Millisecond, PingTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

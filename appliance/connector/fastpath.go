@@ -53,62 +53,36 @@ var (
 	streamWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, streamWriteSize) }}
 )
 
-// ServeStream implements tunnel.StreamHandler. A stream whose answer said
-// tunnel.HeaderStream: keep serves the gateway's next request too
-// (tunnel/keep.go), until the gateway closes it.
+// ServeStream implements tunnel.StreamHandler.
 func (h *streamHandler) ServeStream(st net.Conn, _ int) net.Conn {
 	br := streamReaders.Get().(*bufio.Reader)
 	br.Reset(st)
 	defer streamReaders.Put(br)
-	headerWait := streamHeaderTimeout
-	for {
-		c, kept := h.serveOne(st, br, headerWait)
-		if !kept {
-			br.Reset(nil)
-			return c
-		}
-		// Only the gateway ends a kept stream (it closes idle ones long
-		// before this): this bounds a gateway that forgot one.
-		headerWait = tunnel.KeptStreamIdle
-	}
-}
-
-// serveOne serves one request from st. It returns the stream for net/http
-// when the fast path leaves the request to it, and whether the stream was
-// kept for another request.
-func (h *streamHandler) serveOne(st net.Conn, br *bufio.Reader, headerWait time.Duration) (net.Conn, bool) {
-	_ = st.SetReadDeadline(time.Now().Add(headerWait))
+	_ = st.SetReadDeadline(time.Now().Add(streamHeaderTimeout))
 	hdr, ok := peekHeader(br)
-	if !ok && br.Buffered() == 0 {
-		// The gateway closed the stream (or it stayed idle too long)
-		// before another request began.
-		st.Close()
-		return nil, false
-	}
 	var r *role
 	if ok {
 		r = h.c.fastRole(hdr)
 	}
 	if r == nil {
 		_ = st.SetReadDeadline(time.Time{})
-		return tunnel.NewPrefixConn(st, tunnel.Unread(br)), false
+		return tunnel.NewPrefixConn(st, tunnel.Unread(br))
 	}
 	fr := fastRequests.Get().(*fastRequest)
 	defer fastRequests.Put(fr)
 	if !parseFastRequest(hdr, fr) {
 		_ = st.SetReadDeadline(time.Time{})
-		return tunnel.NewPrefixConn(st, tunnel.Unread(br)), false
+		return tunnel.NewPrefixConn(st, tunnel.Unread(br))
 	}
 	_, _ = br.Discard(len(hdr))
 	_ = st.SetReadDeadline(time.Time{})
 	fr.body = fr.bodyFrom(br)
-	code, kept := r.serveFast(st, fr)
+	code := r.serveFast(st, fr)
 	fr.body = nil
-	if !kept {
-		st.Close()
-	}
+	st.Close()
 	h.c.m.requests.WithLabelValues(string(r.cfg.Kind), codeLabel(code)).Inc()
-	return nil, kept
+	br.Reset(nil)
+	return nil
 }
 
 // peekHeader returns the request header (through its blank line) without
@@ -190,11 +164,8 @@ const (
 )
 
 // serveFast forwards one request to the role and its answer to the stream,
-// and returns the status for the metrics and whether the stream may carry
-// another request: its request body was read to its end (never a chunked one,
-// whose trailer would be left on the stream), the answer went whole, and the
-// answer said so to the gateway.
-func (r *role) serveFast(st net.Conn, fr *fastRequest) (int, bool) {
+// and returns the status for the metrics.
+func (r *role) serveFast(st net.Conn, fr *fastRequest) int {
 	req, reqID := fr.req, fr.reqID
 	bodyless := fr.length == 0
 	start := time.Now()
@@ -224,18 +195,15 @@ func (r *role) serveFast(st net.Conn, fr *fastRequest) (int, bool) {
 		}
 	}
 	if err != nil {
-		return r.fastError(st, reqID, err), false
+		return r.fastError(st, reqID, err)
 	}
 	r.m.backendDuration[r.kindIdx].Observe(time.Since(start).Seconds())
 
 	// The gateway closes the stream when its device goes away: a long body
 	// stops then, as net/http's server cancels the reverse proxy's request.
 	// A short one (most answers) is done before a watcher would start.
-	// The watcher reads the stream, so a watched stream is not kept.
 	var state atomic.Int32
-	watched := resp.ContentLength < 0 || resp.ContentLength > watchBodiesOver
-	keep := !watched && fr.length >= 0
-	if watched {
+	if resp.ContentLength < 0 || resp.ContentLength > watchBodiesOver {
 		go func() {
 			var one [1]byte
 			_, _ = st.Read(one[:])
@@ -244,14 +212,14 @@ func (r *role) serveFast(st net.Conn, fr *fastRequest) (int, bool) {
 			}
 		}()
 	}
-	ok := writeFastResponse(st, req, resp, rc.br, keep)
+	ok := writeFastResponse(st, req, resp, rc.br)
 	resp.Body.Close()
 	if state.CompareAndSwap(exRunning, exFinished) && ok && !resp.Close {
 		r.pool.put(rc)
 	} else {
 		rc.Close()
 	}
-	return resp.StatusCode, keep && ok
+	return resp.StatusCode
 }
 
 // staleConnError reports an error of a kept connection that the role closed
@@ -400,10 +368,9 @@ func listedIn(connHeaders []string, k string) bool {
 
 // writeFastResponse writes the role's response to the stream: one frame for
 // a small one, flushed whenever the role has nothing more at hand, as the
-// reverse proxy flushes (FlushInterval -1). keep tells the gateway that the
-// stream takes another request after this one. It reports whether the role's
+// reverse proxy flushes (FlushInterval -1). It reports whether the role's
 // body was read to its end and the stream took all of it.
-func writeFastResponse(st net.Conn, req *http.Request, resp *http.Response, roleBuf *bufio.Reader, keep bool) bool {
+func writeFastResponse(st net.Conn, req *http.Request, resp *http.Response, roleBuf *bufio.Reader) bool {
 	sw := streamWriters.Get().(*bufio.Writer)
 	sw.Reset(st)
 	defer func() { sw.Reset(nil); streamWriters.Put(sw) }()
@@ -414,8 +381,8 @@ func writeFastResponse(st net.Conn, req *http.Request, resp *http.Response, role
 	sw.WriteString("\r\n")
 	conn := resp.Header["Connection"]
 	for k, vs := range resp.Header {
-		if dropHopHeader(k) || listedIn(conn, k) || (k == "Content-Length" && !noBody) || k == tunnel.HeaderStream {
-			continue // the role's own Cmg-Stream never speaks for the stream
+		if dropHopHeader(k) || listedIn(conn, k) || (k == "Content-Length" && !noBody) {
+			continue
 		}
 		for _, v := range vs {
 			sw.WriteString(k)
@@ -435,11 +402,7 @@ func writeFastResponse(st net.Conn, req *http.Request, resp *http.Response, role
 		chunked = true
 		sw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	if keep {
-		sw.WriteString(tunnel.HeaderStream + ": " + tunnel.StreamKeep + "\r\n\r\n")
-	} else {
-		sw.WriteString("Connection: close\r\n\r\n")
-	}
+	sw.WriteString("Connection: close\r\n\r\n")
 	if noBody {
 		_, err := io.Copy(io.Discard, resp.Body)
 		return err == nil && sw.Flush() == nil

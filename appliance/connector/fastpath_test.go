@@ -72,102 +72,10 @@ func (e *fastEnv) do(t *testing.T, raw string) (*http.Response, []byte) {
 	if err != nil {
 		t.Fatalf("reading the body: %v", err)
 	}
-	client.Close() // as the gateway does with a stream it does not keep
 	if c := <-handed; c != nil {
 		t.Fatalf("the request was handed to net/http")
 	}
 	return resp, body
-}
-
-// TestKeptStreamServesTheNextRequest sends requests one after another on one
-// stream, as the gateway does with a kept stream (tunnel/keep.go): each
-// answer says whether the stream takes another, and those that say so do.
-func TestKeptStreamServesTheNextRequest(t *testing.T) {
-	big := bytes.Repeat([]byte("x"), watchBodiesOver+1)
-	e := newFastEnv(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(tunnel.HeaderStream, tunnel.StreamKeep) // a role's own never counts
-		switch r.URL.Path {
-		case "/mp/big":
-			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
-			w.Write(big)
-		default:
-			io.WriteString(w, "ok "+r.Method)
-		}
-	})
-	client, server := tcpPair(t)
-	handed := make(chan net.Conn, 1)
-	go func() { handed <- e.h.ServeStream(server, 0) }()
-	br := bufio.NewReader(client)
-	tests := []struct {
-		name     string
-		raw      string
-		wantBody string
-		wantKeep bool
-	}{
-		{"GET", "GET " + mpPath + "/a HTTP/1.1\r\nHost: cmg\r\nConnection: close\r\n\r\n", "ok GET", true},
-		{"CCM_POST with a length", "CCM_POST " + mpPath + "/p HTTP/1.1\r\nHost: cmg\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello", "ok CCM_POST", true},
-		{"HEAD", "HEAD " + mpPath + "/h HTTP/1.1\r\nHost: cmg\r\nConnection: close\r\n\r\n", "", true},
-		{"GET again", "GET " + mpPath + "/b HTTP/1.1\r\nHost: cmg\r\nConnection: close\r\n\r\n", "ok GET", true},
-		// A body the connector watches for the gateway's close: answered once.
-		{"large answer", "GET " + mpPath + "/big HTTP/1.1\r\nHost: cmg\r\nConnection: close\r\n\r\n", string(big), false},
-	}
-	for _, tt := range tests {
-		if _, err := io.WriteString(client, tt.raw); err != nil {
-			t.Fatalf("%s: %v", tt.name, err)
-		}
-		resp, err := http.ReadResponse(br, &http.Request{Method: strings.Fields(tt.raw)[0]})
-		if err != nil {
-			t.Fatalf("%s: reading the response: %v", tt.name, err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		if err != nil || string(body) != tt.wantBody {
-			t.Fatalf("%s: got %d bytes (%v), want %d", tt.name, len(body), err, len(tt.wantBody))
-		}
-		if got := resp.Header.Get(tunnel.HeaderStream) == tunnel.StreamKeep && !resp.Close; got != tt.wantKeep {
-			t.Fatalf("%s: kept = %v, want %v (header %v)", tt.name, got, tt.wantKeep, resp.Header)
-		}
-		<-e.seen
-		<-e.body
-	}
-	// After the last answer the connector closed its side.
-	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
-		t.Errorf("after an answer that does not keep the stream: read %d, %v; want EOF", n, err)
-	}
-	client.Close()
-	if c := <-handed; c != nil {
-		t.Fatal("a kept stream was handed to net/http")
-	}
-}
-
-// TestKeptStreamHandsOnToNetHTTP: a kept stream's next request that the fast
-// path leaves goes to net/http whole.
-func TestKeptStreamHandsOnToNetHTTP(t *testing.T) {
-	e := newFastEnv(t, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
-	client, server := tcpPair(t)
-	handed := make(chan net.Conn, 1)
-	go func() { handed <- e.h.ServeStream(server, 0) }()
-	br := bufio.NewReader(client)
-	io.WriteString(client, "GET "+mpPath+"/a HTTP/1.1\r\nHost: cmg\r\n\r\n")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	if resp.Header.Get(tunnel.HeaderStream) != tunnel.StreamKeep {
-		t.Fatalf("the first answer did not keep the stream: %v", resp.Header)
-	}
-	<-e.seen
-	<-e.body
-	raw := "GET /cmg/v1/notifications/replay HTTP/1.1\r\nHost: cmg\r\n\r\n"
-	io.WriteString(client, raw)
-	c := <-handed
-	if c == nil {
-		t.Fatal("the replay request was not handed to net/http")
-	}
-	got := make([]byte, len(raw))
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != raw {
-		t.Errorf("net/http would read %q (%v), want the whole request", got, err)
-	}
 }
 
 func tcpPair(t *testing.T) (a, b net.Conn) {

@@ -51,7 +51,7 @@ func (g *Gateway) forward(x *exchange, authV string) {
 			continue
 		}
 		// Released even when the relay aborts the handler mid-body.
-		err = func() error { defer sess.Release(); return g.exchangeOn(x, sess, st) }()
+		err = func() error { defer sess.Release(); return g.exchangeOn(x, st) }()
 		g.noteStall(sess, err)
 		if err == nil {
 			return
@@ -77,18 +77,9 @@ var errRetryable = errors.New("no response header yet")
 
 // exchangeOn sends the request on one stream and relays the response. It returns
 // nil once a response has been relayed (or cut off mid-body), else an error
-// (wrapping errRetryable when no response header arrived). A stream whose
-// exchange ended cleanly, where the connector said it reads another request,
-// goes back to the session (tunnel/keep.go); any other is closed.
-func (g *Gateway) exchangeOn(x *exchange, sess *tunnel.Session, st *yamux.Stream) error {
-	keep := false
-	defer func() {
-		if keep {
-			sess.Keep(st)
-		} else {
-			st.Close()
-		}
-	}()
+// (wrapping errRetryable when no response header arrived).
+func (g *Gateway) exchangeOn(x *exchange, st *yamux.Stream) error {
+	defer st.Close()
 	g.startStreamSpan(x)
 	defer g.endStreamSpan(x)
 	r := x.r
@@ -124,21 +115,15 @@ func (g *Gateway) exchangeOn(x *exchange, sess *tunnel.Session, st *yamux.Stream
 		}
 		return classifyHeaderError(x, err, bodyErr)
 	}
-	reusable := resp.Header.Get(tunnel.HeaderStream) == tunnel.StreamKeep && !resp.Close
-	whole := g.relay(x, st, resp)
+	g.relay(x, st, resp)
 	if bodyDone != nil {
-		if !whole || !reusable {
-			st.Close()
-		}
-		err := waitBody(bodyDone, x)
-		if err != nil && (!x.w.wroteHeader || x.tooLarge.Load()) {
+		st.Close()
+		if err := waitBody(bodyDone, x); err != nil && (!x.w.wroteHeader || x.tooLarge.Load()) {
 			// A body cut at its limit after the role answered still fails the
 			// request: the device must not take it for delivered.
 			return err
 		}
-		whole = whole && err == nil
 	}
-	keep = reusable && whole && !x.tooLarge.Load() && br.Buffered() == 0
 	return nil
 }
 
@@ -268,9 +253,8 @@ func (b *deviceBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// relay copies the connector's response to the device. It reports whether the
-// response was read to its end and the device took all of it.
-func (g *Gateway) relay(x *exchange, st *yamux.Stream, resp *http.Response) bool {
+// relay copies the connector's response to the device.
+func (g *Gateway) relay(x *exchange, st *yamux.Stream, resp *http.Response) {
 	defer resp.Body.Close()
 	h := x.w.Header()
 	copyResponseHeader(h, resp.Header)
@@ -282,7 +266,7 @@ func (g *Gateway) relay(x *exchange, st *yamux.Stream, resp *http.Response) bool
 	x.fromConnector += responseHeaderSize(resp.StatusCode, resp.Header)
 	x.w.WriteHeader(resp.StatusCode)
 	if x.r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
-		return true
+		return
 	}
 	flush := resp.ContentLength < 0 || isEventStream(resp.Header)
 	rc := http.NewResponseController(x.w)
@@ -310,7 +294,7 @@ func (g *Gateway) relay(x *exchange, st *yamux.Stream, resp *http.Response) bool
 			if _, werr := x.w.Write((*buf)[:n]); werr != nil {
 				x.reason = httperror.ClientClosed
 				x.errMsg = werr.Error()
-				return false
+				return
 			}
 			if flush {
 				_ = rc.Flush()
@@ -318,7 +302,7 @@ func (g *Gateway) relay(x *exchange, st *yamux.Stream, resp *http.Response) bool
 		}
 		if rerr == io.EOF {
 			_ = rc.SetWriteDeadline(time.Time{})
-			return true
+			return
 		}
 		if rerr != nil {
 			// The response broke mid-body: the device must see a broken response.

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/cmg-gateway/cmg/tracing"
-	"github.com/cmg-gateway/cmg/tunnel"
 )
 
 // The gateway's own headers to the connector. A device's headers of these names
@@ -113,7 +112,7 @@ func copyResponseHeader(dst, src http.Header) {
 	conn := src["Connection"]
 	for k, vs := range src {
 		switch k {
-		case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", tunnel.HeaderStream:
+		case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
 			continue
 		}
 		if listedIn(conn, k) {
