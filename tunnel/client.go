@@ -577,9 +577,12 @@ func (c *Client) Drain(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for _, cs := range sessions {
+	wait:
+		// A closed session still counts the streams it had: stop at its close.
 		for cs.mux.NumStreams() > 1 && ctx.Err() == nil {
 			select {
 			case <-cs.mux.CloseChan():
+				break wait
 			case <-ctx.Done():
 			case <-t.C:
 			}

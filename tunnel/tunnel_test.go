@@ -452,3 +452,34 @@ func TestConnectorDrain(t *testing.T) {
 	}
 	eventually(t, "the session to close", func() bool { return reg.Len() == 0 })
 }
+
+// TestDrainEndsWhenTheGatewayGoes: a connector draining while a stream is
+// open, whose gateway then goes away, is done at once; it does not wait out
+// its deadline for a stream that can no longer finish.
+func TestDrainEndsWhenTheGatewayGoes(t *testing.T) {
+	p := newTestPKI(t, "cp1")
+	g := startServer(t, p)
+	c := startClient(t, p, "cp1", g.port(), []Route{mpRoute})
+	reg := g.srv.Registry()
+	eventually(t, "a session", func() bool { return reg.Len() == 1 })
+	s := reg.Sessions()[0]
+	st, err := s.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Release()
+	defer st.Close()
+	// The request is written but its stream stays open: the drain waits.
+	if _, err := io.WriteString(st, "GET /CCM_Proxy_MutualAuth/"+mpID+"/x HTTP/1.1\r\nHost: cmg\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	drained := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go func() { drained <- c.c.Drain(ctx) }()
+	eventually(t, "the gateway to see the drain", s.Draining)
+	g.stop()
+	if err := <-drained; err != nil {
+		t.Errorf("drain after the gateway went: %v, want nil (not its deadline)", err)
+	}
+}
