@@ -181,21 +181,21 @@ func (g *Gateway) sendBody(x *exchange, bw *bufio.Writer, st *yamux.Stream) erro
 			}
 		} else {
 			if err = bw.Flush(); err == nil {
-				buf := g.upBufs.Get().(*[]byte)
-				_, err = copyGathered(st, io.LimitReader(body, r.ContentLength), *buf, true)
-				g.upBufs.Put(buf)
+				buf := g.bufs.Get().(*[]byte)
+				_, err = io.CopyBuffer(struct{ io.Writer }{st}, io.LimitReader(body, r.ContentLength), *buf)
+				g.bufs.Put(buf)
 			}
 		}
 	} else {
 		cw := httputil.NewChunkedWriter(bw)
-		buf := g.upBufs.Get().(*[]byte)
+		buf := g.bufs.Get().(*[]byte)
 		var n int64
 		src := io.Reader(body)
 		if limit > 0 {
 			src = io.LimitReader(body, limit+1)
 		}
-		n, err = copyGathered(cw, src, *buf, false)
-		g.upBufs.Put(buf)
+		n, err = io.CopyBuffer(cw, src, *buf)
+		g.bufs.Put(buf)
 		if err == nil && limit > 0 && n > limit {
 			err = httperror.New(httperror.RequestTooLarge, fmt.Sprintf("the body is larger than %d bytes", limit))
 		}

@@ -70,7 +70,6 @@ type Gateway struct {
 	writers sync.Pool // *bufio.Writer towards connectors
 	readers sync.Pool // *bufio.Reader from connectors
 	bufs    sync.Pool // *[]byte body copy buffers
-	upBufs  sync.Pool // *[]byte request body buffers (gather.go)
 
 	clientLn net.Listener
 	tunnelLn net.Listener
@@ -102,7 +101,6 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	g.writers.New = func() any { return bufio.NewWriterSize(nil, 4096) }
 	g.readers.New = func() any { return bufio.NewReaderSize(nil, 4096) }
 	g.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
-	g.upBufs.New = func() any { b := make([]byte, uploadBufferSize); return &b }
 	var err error
 	if cfg.Client.ACME.Enabled() {
 		if g.acme, err = newACMECerts(cfg.Client.ACME, cfg.Client.Listen, opts.Logger); err != nil {
