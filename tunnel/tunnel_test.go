@@ -406,18 +406,27 @@ func TestGatewayRestartReconnects(t *testing.T) {
 	eventually(t, "reconnected", func() bool { return c.c.Connected() == 1 && srv.Registry().Len() == 1 })
 }
 
-func TestConnectorDrain(t *testing.T) {
+// drainSetup is one connector's session with a stream open on it, for the
+// drain tests.
+func drainSetup(t *testing.T) (*gatewaySide, *connectorSide, *Session, *yamux.Stream) {
+	t.Helper()
 	p := newTestPKI(t, "cp1")
 	g := startServer(t, p)
 	c := startClient(t, p, "cp1", g.port(), []Route{mpRoute})
 	reg := g.srv.Registry()
 	eventually(t, "a session", func() bool { return reg.Len() == 1 })
 	s := reg.Sessions()[0]
-	// A request in flight when the drain starts must finish.
 	st, err := s.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return g, c, s, st
+}
+
+func TestConnectorDrain(t *testing.T) {
+	// A request in flight when the drain starts must finish.
+	g, c, s, st := drainSetup(t)
+	reg := g.srv.Registry()
 	drained := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -457,16 +466,7 @@ func TestConnectorDrain(t *testing.T) {
 // open, whose gateway then goes away, is done at once; it does not wait out
 // its deadline for a stream that can no longer finish.
 func TestDrainEndsWhenTheGatewayGoes(t *testing.T) {
-	p := newTestPKI(t, "cp1")
-	g := startServer(t, p)
-	c := startClient(t, p, "cp1", g.port(), []Route{mpRoute})
-	reg := g.srv.Registry()
-	eventually(t, "a session", func() bool { return reg.Len() == 1 })
-	s := reg.Sessions()[0]
-	st, err := s.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, c, s, st := drainSetup(t)
 	defer s.Release()
 	defer st.Close()
 	// The request is written but its stream stays open: the drain waits.
