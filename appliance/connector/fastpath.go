@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -455,16 +454,8 @@ func (r *role) fastError(st net.Conn, reqID string, err error) int {
 	if _, ok := errors.AsType[*bodyError](err); ok {
 		return httperror.StatusClientClosed // the gateway went away mid-body
 	}
-	reason := httperror.BackendUnavailable
-	detail := "the role did not answer"
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
-		reason, detail = httperror.BackendTimeout, "the role did not answer in time"
-	}
-	r.log.Warn("connector: role request failed", "role_id", r.cfg.ID, "kind", r.cfg.Kind,
-		"request_id", reqID, "reason", reason, "err", err)
 	w := &streamResponse{h: http.Header{}}
-	httperror.Write(w, reqID, httperror.Wrap(reason, detail, err))
+	reason := r.writeFailure(w, reqID, err)
 	_, _ = st.Write(w.buf.Bytes())
 	return reason.Status()
 }

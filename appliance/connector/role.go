@@ -135,6 +135,14 @@ func (r *role) proxyError(w http.ResponseWriter, req *http.Request, err error) {
 		w.WriteHeader(httperror.StatusClientClosed)
 		return
 	}
+	r.writeFailure(w, req.Header.Get("Cmg-Request-Id"), err)
+}
+
+// writeFailure logs a request the role did not answer and answers it with
+// the error contract's body: BackendTimeout when it ran out of time, else
+// BackendUnavailable. Both paths to the role (the fast path and the reverse
+// proxy) answer through it.
+func (r *role) writeFailure(w http.ResponseWriter, reqID string, err error) httperror.Reason {
 	reason := httperror.BackendUnavailable
 	detail := "the role did not answer"
 	var ne net.Error
@@ -142,8 +150,9 @@ func (r *role) proxyError(w http.ResponseWriter, req *http.Request, err error) {
 		reason, detail = httperror.BackendTimeout, "the role did not answer in time"
 	}
 	r.log.Warn("connector: role request failed", "role_id", r.cfg.ID, "kind", r.cfg.Kind,
-		"request_id", req.Header.Get("Cmg-Request-Id"), "reason", reason, "err", err)
-	httperror.Write(w, req.Header.Get("Cmg-Request-Id"), httperror.Wrap(reason, detail, err))
+		"request_id", reqID, "reason", reason, "err", err)
+	httperror.Write(w, reqID, httperror.Wrap(reason, detail, err))
+	return reason
 }
 
 func (r *role) setHealth(ok bool, detail string) (changed bool) {
